@@ -1,0 +1,146 @@
+"""Import of the official AutoGaze release: `config.json` -> config, `model.safetensors` ->
+parameters (GAZE_MODEL.md §13). Every name and shape is checked; the first mismatch raises
+with the parameter's name and both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from autogaze_jax import config as config_lib
+
+PREFIX = "gazing_model."
+
+
+def _transpose_conv(w):  # (O, I, kT, kH, kW) -> (kT, kH, kW, I, O)
+  return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def _linear(w):  # (out, in) -> (in, out)
+  return np.ascontiguousarray(w.T)
+
+
+def _pointwise_conv(w):  # (O, I, 1, 1, 1) -> (I, O)
+  return np.ascontiguousarray(w[:, :, 0, 0, 0].T)
+
+
+def _same(w):
+  return w
+
+
+def name_map(cfg) -> dict[str, tuple[tuple, callable]]:
+  """Official key -> (our parameter path, transform)."""
+  m = {
+    "vision_model.temporal_conv.weight": (("vision_model", "patch_conv", "kernel"), _transpose_conv),
+    "vision_model.temporal_conv.bias": (("vision_model", "patch_conv", "bias"), _same),
+    "vision_model.norm.weight": (("vision_model", "norm", "scale"), _same),
+    "vision_model.norm.bias": (("vision_model", "norm", "bias"), _same),
+    "vision_model.out_proj.weight": (("vision_model", "out_proj", "kernel"), _pointwise_conv),
+    "vision_model.out_proj.bias": (("vision_model", "out_proj", "bias"), _same),
+    "connector.pos_embed": (("pos_embed",), _same),
+    "gaze_decoder.model.embed_tokens.weight": (("gaze_decoder", "embed_tokens", "embedding"), _same),
+    "gaze_decoder.model.norm.weight": (("gaze_decoder", "norm", "weight"), _same),
+    "gaze_decoder.lm_head.weight": (("gaze_decoder", "lm_head", "kernel"), _linear),
+    "gaze_decoder.task_loss_prediction_head.weight": (
+      ("gaze_decoder", "task_loss_prediction_head", "kernel"), _linear),
+  }
+  for i in range(cfg.vision.depth):
+    m[f"vision_model.blocks.{i}.conv3d.weight"] = (("vision_model", "blocks", i, "kernel"), _transpose_conv)
+    m[f"vision_model.blocks.{i}.conv3d.bias"] = (("vision_model", "blocks", i, "bias"), _same)
+  for l in range(cfg.decoder.num_layers):
+    src, dst = f"gaze_decoder.model.layers.{l}.", ("gaze_decoder", "layers", l)
+    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+      m[src + f"self_attn.{proj}.weight"] = (dst + ("self_attn", proj, "kernel"), _linear)
+    for proj in ("gate_proj", "up_proj", "down_proj"):
+      m[src + f"mlp.{proj}.weight"] = (dst + ("mlp", proj, "kernel"), _linear)
+    for norm in ("input_layernorm", "post_attention_layernorm"):
+      m[src + f"{norm}.weight"] = (dst + (norm, "weight"), _same)
+  return {PREFIX + k: v for k, v in m.items()}
+
+
+def convert_state_dict(tensors: dict[str, np.ndarray], expected_shapes: dict[tuple, tuple], cfg):
+  """Official tensors -> {our path: array}; raises ValueError on the first mismatch."""
+  mapping = name_map(cfg)
+  missing = sorted(set(mapping) - set(tensors))
+  if missing:
+    raise ValueError(f"checkpoint: missing parameter {missing[0]} ({len(missing)} missing in all)")
+  extra = sorted(set(tensors) - set(mapping))
+  if extra:
+    raise ValueError(f"checkpoint: unexpected parameter {extra[0]} ({len(extra)} unexpected in all)")
+  out = {}
+  for name in sorted(mapping):
+    path, fn = mapping[name]
+    value = np.asarray(fn(np.asarray(tensors[name], dtype=np.float32)))
+    want = tuple(expected_shapes[path])
+    if value.shape != want:
+      raise ValueError(
+        f"checkpoint: parameter {name} has shape {tuple(tensors[name].shape)} "
+        f"(-> {value.shape} in JAX layout) but the config expects {want} for {'/'.join(map(str, path))}"
+      )
+    out[path] = value
+  return out
+
+
+def config_from_official(hf: dict) -> ml_collections.ConfigDict:
+  """Builds our config from the official `config.json` (save_pretrained layout)."""
+  cfg = config_lib.released_config()
+  try:
+    g = hf["gaze_model_config"]
+    v, d = g["vision_model_config"], g["gaze_decoder_config"]
+    cfg.scales = tuple(sorted(int(s) for s in str(hf["scales"]).split("+")))
+    cfg.num_vision_tokens_each_frame = int(hf["num_vision_tokens_each_frame"])
+    cfg.input_img_size = int(g["input_img_size"])
+    for key in ("hidden_dim", "out_dim", "depth", "kernel_size", "temporal_patch_size",
+                "trunk_temporal_kernel_size", "trunk_spatial_kernel_size"):
+      cfg.vision[key] = int(v[key])
+    cfg.decoder.hidden_size = int(d["hidden_size"])
+    cfg.decoder.intermediate_size = int(d["intermediate_size"])
+    cfg.decoder.num_layers = int(d["num_hidden_layers"])
+    cfg.decoder.num_heads = int(d["num_attention_heads"])
+    cfg.decoder.num_kv_heads = int(d.get("num_key_value_heads") or d["num_attention_heads"])
+    cfg.decoder.head_dim = int(d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"])
+    cfg.decoder.rms_norm_eps = float(d["rms_norm_eps"])
+    cfg.decoder.rope_theta = float(d["rope_theta"])
+    cfg.decoder.rope_scaling = ml_collections.ConfigDict(d["rope_scaling"] or {"rope_type": "default"})
+    cfg.decoder.num_multi_token_pred = int(d.get("num_multi_token_pred", 1))
+  except KeyError as e:
+    raise ValueError(f"config.json: missing field {e} of the official AutoGaze layout") from None
+  if "max_num_frames" in hf:
+    cfg.max_num_frames = int(hf["max_num_frames"])
+  ratio_cfg = hf.get("gazing_ratio_config") or {}
+  if ratio_cfg.get("sample_strategy_during_inference", "fixed") == "fixed":
+    cfg.inference.gazing_ratio = float(ratio_cfg.get("fixed", {}).get("gazing_ratio", 0.5))
+  tl = hf.get("task_loss_requirement_config") or {}
+  if hf.get("has_task_loss_requirement_during_inference", False):
+    if tl.get("sample_strategy_during_inference", "fixed") != "fixed":
+      raise ValueError("config.json: only a fixed inference task_loss_requirement is supported")
+    cfg.inference.task_loss_requirement = float(tl.get("fixed", {}).get("task_loss_requirement", 0.7))
+  else:
+    cfg.inference.task_loss_requirement = None
+  config_lib.validate(cfg)
+  return cfg
+
+
+def find_files(path: str) -> tuple[str, str | None]:
+  """(safetensors file, config.json or None) from a directory or a .safetensors path."""
+  if os.path.isdir(path):
+    st = os.path.join(path, "model.safetensors")
+    if not os.path.exists(st):
+      raise FileNotFoundError(f"checkpoint: no model.safetensors in {path}")
+    cj = os.path.join(path, "config.json")
+    return st, cj if os.path.exists(cj) else None
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint: {path} does not exist")
+  cj = os.path.join(os.path.dirname(path) or ".", "config.json")
+  return path, cj if os.path.exists(cj) else None
+
+
+def read_config_json(path: str) -> ml_collections.ConfigDict:
+  with open(path) as f:
+    data = json.load(f)
+  # The parity fixtures wrap the official JSON under "hf_config".
+  return config_from_official(data.get("hf_config", data))
