@@ -1,10 +1,11 @@
 """Autoregressive gazing as fixed-shape `lax.scan`s (GAZE_MODEL.md §7).
 
 Frames are the outer scan, decode steps of K tokens the inner one; every shape is static.
-The KV cache is laid out in *units* of F = G + P slots, unit t = [gaze slots of frame t-1
-(G) | vision tokens of frame t (P)], so cache order is the official sequence order (§7.7 I1).
-Whole-clip decoding uses T + 1 units; streaming with a bounded history reuses W + 1 units
-as a ring, with causality decided by each slot's sequence index.
+The KV cache is laid out in *units* of F = G + K + P slots, unit t = [gaze slots of frame
+t-1 (G) | that frame's last step, re-fed at this prefill (K) | vision tokens of frame t (P)],
+so cache order is the official sequence order (§7.7 I1) and every write is contiguous.
+Whole-clip decoding grows the cache with the frames; streaming with a bounded history
+reuses W + 1 units as a ring, with causality decided by each slot's sequence index.
 
 Two batch semantics:
 * batch-invariant (default): every clip runs its own number of steps per frame; a clip's
@@ -28,12 +29,12 @@ class DecodeSpec:
   """Static decoding settings (part of the compile key)."""
 
   slots: int  # G: gaze slots per frame, a multiple of K covering the largest budget
-  units: int  # cache units: num_frames + 1 (whole clip) or window + 1 (ring)
   lockstep: bool = False
   sample: bool = False
   top_k: int = 50
   use_task_loss: bool = False
-  ring: bool = False  # bounded history: clear the gaze block of the oldest unit
+  window: int | None = None  # streaming: keep only the last `window` frames as history
+  segments: int = 4  # whole clip: frames run in this many scans with growing caches
 
 
 @jax.tree_util.register_dataclass
@@ -41,9 +42,8 @@ class DecodeSpec:
 class DecodeState:
   """Carry between frames; also the streaming cache."""
 
-  kv: list  # per layer (k, v), each (B, U*F, H_kv, head_dim)
-  key_ok: jax.Array  # (B, U*F) bool, slot visible as a key
-  key_seq: jax.Array  # (U*F,) int32, sequence index of each slot
+  kv: list  # per layer (k, v), each (B, H_kv, S, head_dim)
+  key_ok: jax.Array  # (B, S) bool, slot visible as a key
   prev_ids: jax.Array  # (B, G) int32 local ids of the previous frame (PAD = V)
   prev_len: jax.Array  # (B,) int32 generated slots of the previous frame
   prev_last: jax.Array  # (B,) int32 index of the previous frame's last step
@@ -52,26 +52,43 @@ class DecodeState:
   conv: list  # conv-encoder cache (streaming only; unused by whole-clip decoding)
 
 
-def init_state(model: GazeModel, batch: int, spec: DecodeSpec, dtype=jnp.float32) -> DecodeState:
+def unit_size(model: GazeModel, spec: DecodeSpec) -> int:
+  """F = G + K + P: [previous frame's gaze slots | its last step, re-fed | vision tokens]."""
+  return spec.slots + model.gaze_decoder.k + model.pos_embed.shape[0]
+
+
+def cache_slots(model: GazeModel, spec: DecodeSpec, num_frames: int) -> int:
+  """Cache length for decoding `num_frames` frames (a ring of window + 1 units if set)."""
+  units = spec.window + 1 if spec.window else num_frames + 1
+  return units * unit_size(model, spec)
+
+
+def init_state(model: GazeModel, batch: int, spec: DecodeSpec, num_slots: int,
+               dtype=jnp.float32) -> DecodeState:
   dec = model.gaze_decoder
-  p = model.pos_embed.value.shape[0]
-  f = spec.slots + p
-  n = spec.units * f
   attn = dec.layers[0].self_attn
-  kv = [
-    (jnp.zeros((batch, n, attn.num_kv, attn.head_dim), dtype),) * 2 for _ in dec.layers
-  ]
-  grid = int(round(p**0.5))
+  shape = (batch, attn.num_kv, num_slots, attn.head_dim)
+  grid = int(round(model.pos_embed.shape[0] ** 0.5))
   return DecodeState(
-    kv=kv,
-    key_ok=jnp.zeros((batch, n), bool),
-    key_seq=jnp.full((n,), jnp.iinfo(jnp.int32).max, jnp.int32),
+    kv=[(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in dec.layers],
+    key_ok=jnp.zeros((batch, num_slots), bool),
     prev_ids=jnp.full((batch, spec.slots), dec.vocab - 1, jnp.int32),
     prev_len=jnp.zeros((batch,), jnp.int32),
     prev_last=jnp.zeros((batch,), jnp.int32),
     num_visible=jnp.zeros((batch,), jnp.int32),
     frame=jnp.zeros((), jnp.int32),
     conv=model.vision_model.init_cache(batch, grid, dtype),
+  )
+
+
+def grow_state(state: DecodeState, num_slots: int) -> DecodeState:
+  """Pads the cache to `num_slots` slots (new slots invisible)."""
+  extra = num_slots - state.key_ok.shape[1]
+  pad_kv = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0)))
+  return dataclasses.replace(
+    state,
+    kv=[(pad_kv(k), pad_kv(v)) for k, v in state.kv],
+    key_ok=jnp.pad(state.key_ok, ((0, 0), (0, extra))),
   )
 
 
@@ -118,38 +135,37 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   dec = model.gaze_decoder
   b, p, _ = tokens_bpd.shape
   g, kk, vpad = spec.slots, dec.k, dec.vocab - 1
-  f = g + p
+  f = g + kk + p
   t = state.frame
-  unit = t % spec.units
-  base, nbase = unit * f, ((t + 1) % spec.units) * f
-  seq0 = t * f
+  units = state.key_ok.shape[1] // f
+  unit = (lambda i: i % units) if spec.window else (lambda i: i)
+  base, nbase = unit(t) * f, unit(t + 1) * f
   ar_g, ar_k = jnp.arange(g, dtype=jnp.int32), jnp.arange(kk, dtype=jnp.int32)
 
-  # Unit t: the previous frame's gaze slots become visible iff generated and not PAD; the
-  # vision tokens are visible. The next unit (this frame's gaze slots) starts empty.
-  prev_vis = (ar_g[None] < state.prev_len[:, None]) & (state.prev_ids != vpad)
-  key_ok = _set_range(state.key_ok, base, jnp.concatenate([prev_vis, jnp.ones((b, p), bool)], 1))
-  key_ok = _set_range(key_ok, nbase, jnp.zeros((b, f), bool))
-  key_seq = jax.lax.dynamic_update_slice(state.key_seq, seq0 + jnp.arange(f, dtype=jnp.int32), (base,))
-  key_seq = jax.lax.dynamic_update_slice(key_seq, seq0 + f + jnp.arange(f, dtype=jnp.int32), (nbase,))
-  if spec.ring:  # forget the gazes of the frame that just left the window
-    oldest = ((t + 2) % spec.units) * f
-    key_ok = _set_range(key_ok, oldest, jnp.zeros((b, g), bool))
-
-  # Prefill: the previous frame's last step (never fed in-frame) + this frame's P tokens.
+  # The previous frame's last step (never fed in-frame) is re-fed now, with correct positions,
+  # into this unit's pending region; its in-frame slots stay invisible. Every visible cache
+  # slot precedes the tokens being fed, so causality only matters inside a fed block.
   pend_idx = state.prev_last[:, None] * kk + ar_k[None]
   pend_ids = jnp.take_along_axis(state.prev_ids, pend_idx, axis=1)
+  prev_vis = (ar_g[None] < state.prev_len[:, None]) & (state.prev_ids != vpad)
   pend_vis = jnp.take_along_axis(prev_vis, pend_idx, axis=1)
+  in_pend = (ar_g[None] >= pend_idx[:, :1]) & (ar_g[None] < pend_idx[:, :1] + kk)
+  key_ok = _set_range(state.key_ok, base, jnp.concatenate([prev_vis & ~in_pend, jnp.zeros((b, kk + p), bool)], 1))
+  key_ok = _set_range(key_ok, nbase, jnp.zeros((b, f), bool))
+  if spec.window:  # forget the gazes of the frame that just left the window
+    key_ok = _set_range(key_ok, unit(t + 2) * f, jnp.zeros((b, g + kk), bool))
+
   n_before = state.num_visible - pend_vis.sum(-1)
   pend_pos = n_before[:, None] + jnp.cumsum(pend_vis, -1) - 1
   vis_pos = state.num_visible[:, None] + jnp.arange(p, dtype=jnp.int32)[None]
   stale_pos = vis_pos[:, p - kk :]
-  offsets = jnp.concatenate([pend_idx, g + jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))], 1)
   x = jnp.concatenate([dec.embed_tokens(pend_ids), tokens_bpd.astype(jnp.float32)], 1)
+  new_ok = jnp.concatenate([pend_vis, jnp.ones((b, p), bool)], 1)
   h, kv = dec.trunk(
-    x, jnp.concatenate([pend_pos, vis_pos], 1), state.kv, base + offsets,
-    (key_ok, key_seq, seq0 + offsets),
+    x, jnp.concatenate([pend_pos, vis_pos], 1), new_ok, state.kv, base + g, key_ok,
+    last_only=True,
   )
+  key_ok = _set_range(key_ok, base + g, new_ok)
   logits, tlp = dec.heads(h[:, -1])
 
   use_tl = spec.use_task_loss
@@ -179,15 +195,12 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
 
     def run(args):
       kv, key_ok = args
-      slots = nbase + s * kk + ar_k
-      key_ok = _set_range(key_ok, nbase + s * kk, jnp.broadcast_to(feed[:, None], (b, kk)))
-      qseq = seq0 + f + s * kk + ar_k
+      fed = jnp.broadcast_to(feed[:, None], (b, kk))
       h, kv = dec.trunk(
-        dec.embed_tokens(y), stale_pos, kv, jnp.broadcast_to(slots, (b, kk)),
-        (key_ok, key_seq, jnp.broadcast_to(qseq, (b, kk))),
+        dec.embed_tokens(y), stale_pos, fed, kv, nbase + s * kk, key_ok, last_only=True
       )
       lg, tl = dec.heads(h[:, -1])
-      return kv, key_ok, lg, tl
+      return kv, _set_range(key_ok, nbase + s * kk, fed), lg, tl
 
     kv, key_ok, logits, tlp = jax.lax.cond(
       jnp.any(feed), run, lambda a: (*a, logits, tlp), (kv, key_ok)
@@ -201,7 +214,7 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   kv, key_ok, _, _, _, ids, _, gen_len, last = carry
   real = ((ar_g[None] < gen_len[:, None]) & (ids != vpad)).sum(-1)
   new_state = dataclasses.replace(
-    state, kv=kv, key_ok=key_ok, key_seq=key_seq, prev_ids=ids, prev_len=gen_len,
+    state, kv=kv, key_ok=key_ok, prev_ids=ids, prev_len=gen_len,
     prev_last=last, num_visible=state.num_visible + p + real, frame=t + 1,
   )
   return new_state, ids, gen_len
@@ -216,16 +229,29 @@ def frame_keys(key, batch: int):
   return key
 
 
+def _segment_ends(num_frames: int, segments: int) -> list[int]:
+  """Frame boundaries of the whole-clip scans; each segment's cache covers its last frame."""
+  n = max(1, min(segments, num_frames))
+  return sorted({round(num_frames * (i + 1) / n) for i in range(n)})
+
+
 def generate(model: GazeModel, video, budgets_t, eps_bt, key, temperature, spec: DecodeSpec):
   """Whole-clip gazing. video (B, T, 3, H, W) preprocessed; budgets (T,) int32;
   eps (B, T) float32 (ignored unless spec.use_task_loss); key: typed key or (B,) keys.
 
+  Frames run as `lax.scan`s; the clip is split into `spec.segments` consecutive scans whose
+  static cache length covers only the frames seen so far, so attention cost follows the
+  real sequence length instead of the whole clip's.
+
   Returns local ids (B, T, G) int32 (PAD = V) and generated slots per frame (B, T) int32.
   """
+  if spec.window:
+    raise ValueError("generate: `window` is for streaming; whole-clip decoding keeps all frames")
   tokens, _ = model.encode(video)
   b, t_frames = tokens.shape[:2]
-  state = init_state(model, b, spec, tokens.dtype)
   keys = frame_keys(key, b)
+  f = unit_size(model, spec)
+  state = None
 
   def body(state, xs):
     tok, budget, eps, ti = xs
@@ -233,8 +259,17 @@ def generate(model: GazeModel, video, budgets_t, eps_bt, key, temperature, spec:
     state, ids, n = decode_frame(model, state, tok, budget, eps, ks, temperature, spec)
     return state, (ids, n)
 
-  xs = (tokens.swapaxes(0, 1), budgets_t, eps_bt.T, jnp.arange(t_frames))
-  _, (ids, lens) = jax.lax.scan(body, state, xs)
+  outs, start = [], 0
+  for end in _segment_ends(t_frames, spec.segments):
+    slots = (end + 1) * f
+    state = init_state(model, b, spec, slots, tokens.dtype) if state is None else grow_state(state, slots)
+    xs = (tokens[:, start:end].swapaxes(0, 1), budgets_t[start:end], eps_bt[:, start:end].T,
+          jnp.arange(start, end))
+    state, out = jax.lax.scan(body, state, xs)
+    outs.append(out)
+    start = end
+  ids = jnp.concatenate([o[0] for o in outs], 0)
+  lens = jnp.concatenate([o[1] for o in outs], 0)
   return ids.swapaxes(0, 1), lens.T
 
 

@@ -38,12 +38,10 @@ def score(model: GazeModel, video, ids_btg, gen_len_bt):
     jnp.concatenate([jnp.zeros((b, 1, g), bool), gaze_ok], 1),
     jnp.concatenate([jnp.ones((b, t_frames, p), bool), jnp.zeros((b, 1, p), bool)], 1),
   ], 2).reshape(b, -1)
-  n = ok.shape[1]
   pos = jnp.cumsum(ok, -1) - 1
-  seq = jnp.arange(n, dtype=jnp.int32)
   attn = dec.layers[0].self_attn
-  kv = [(jnp.zeros((b, n, attn.num_kv, attn.head_dim), x.dtype),) * 2 for _ in dec.layers]
-  h, _ = dec.trunk(x, pos, kv, jnp.broadcast_to(seq, (b, n)), (ok, seq, jnp.broadcast_to(seq, (b, n))))
+  empty = jnp.zeros((b, attn.num_kv, 0, attn.head_dim), x.dtype)
+  h, _ = dec.trunk(x, pos, ok, [(empty, empty)] * len(dec.layers), 0, jnp.zeros((b, 0), bool))
 
   # Source positions per frame: its last vision token, then the last slot of each K block.
   c = g // kk

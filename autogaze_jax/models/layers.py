@@ -68,37 +68,49 @@ def apply_rope(x_bthk, pos_bt, inv_freq):
   return x_bthk * cos + rot * sin
 
 
-def attend(q_bqhk, k_bshk, v_bshk, key_ok_bs, key_seq_s, query_seq_bq, query_chunk=512):
-  """Softmax attention of Q queries over S cache slots.
+def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query_chunk=104):
+  """Softmax attention of the last Q tokens of a new block over the cache and the block.
 
-  A query sees slot s iff `key_ok_bs[b, s]` and `key_seq_s[s] <= query_seq_bq[b, q]` (the
-  slot's sequence index, so causality survives a ring-buffer cache). Masked scores use the
-  float32 minimum rather than -inf, so a row without a visible key stays finite. Long query
-  blocks run in chunks to bound the (B, H, Q, S) score memory.
+  new_k/new_v (B, H_kv, T, d): the block's own keys/values, causal inside the block (query
+  i of the last Q sits at block position T - Q + i); new_ok (B, T) marks visible block keys.
+  cache_k/cache_v (B, H_kv, S, d), cache_ok (B, S): earlier tokens, all in the past (S may
+  be 0). Masked scores use the float32 minimum rather than -inf, so a row without a visible
+  key stays finite. Long query blocks run in chunks to bound the score memory.
   """
   b, q, h, d = q_bqhk.shape
-  groups = h // k_bshk.shape[2]
-  if groups > 1:
-    k_bshk = jnp.repeat(k_bshk, groups, axis=2)
-    v_bshk = jnp.repeat(v_bshk, groups, axis=2)
+  t = new_k.shape[2]
+  groups = h // new_k.shape[1]
+  rep = (lambda x: jnp.repeat(x, groups, axis=1)) if groups > 1 else (lambda x: x)
+  new_k, new_v, cache_k, cache_v = map(rep, (new_k, new_v, cache_k, cache_v))
   scale = 1.0 / math.sqrt(d)
+  has_cache = cache_k.shape[2] > 0
 
-  def one(qc, qseq):
-    keep = key_ok_bs[:, None, :] & (key_seq_s[None, None, :] <= qseq[:, :, None])
-    s = jnp.einsum("bqhd,bshd->bhqs", qc * scale, k_bshk)
-    s = jnp.where(keep[:, None], s.astype(jnp.float32), _NEG)
-    p = jax.nn.softmax(s, axis=-1).astype(v_bshk.dtype)
-    return jnp.einsum("bhqs,bshd->bqhd", p, v_bshk)
+  def one(qc, qpos):  # qc (B, c, H, d); qpos (c,) positions inside the block
+    qh = jnp.swapaxes(qc * scale, 1, 2)
+    keep = new_ok_bt[:, None, :] & (jnp.arange(t)[None, :] <= qpos[:, None])[None]
+    s = jnp.where(keep[:, None], jnp.einsum("bhqd,bhsd->bhqs", qh, new_k).astype(jnp.float32), _NEG)
+    if not has_cache:
+      p = jax.nn.softmax(s, axis=-1).astype(new_v.dtype)
+      return jnp.einsum("bhqs,bhsd->bqhd", p, new_v)
+    # Two-part softmax over [cache | block] without concatenating the scores.
+    sc = jnp.einsum("bhqd,bhsd->bhqs", qh, cache_k).astype(jnp.float32)
+    sc = jnp.where(cache_ok_bs[:, None, None], sc, _NEG)
+    m = jnp.maximum(sc.max(-1, keepdims=True), s.max(-1, keepdims=True))
+    ec, en = jnp.exp(sc - m), jnp.exp(s - m)
+    denom = ec.sum(-1) + en.sum(-1)  # (B, H, Q)
+    o = jnp.einsum("bhqs,bhsd->bhqd", ec.astype(cache_v.dtype), cache_v)
+    o = o + jnp.einsum("bhqs,bhsd->bhqd", en.astype(new_v.dtype), new_v)
+    return jnp.swapaxes(o / denom[..., None].astype(o.dtype), 1, 2)
 
+  qpos = jnp.arange(t - q, t)
   if q <= query_chunk:
-    return one(q_bqhk, query_seq_bq)
+    return one(q_bqhk, qpos)
   n = -(-q // query_chunk)
   pad = n * query_chunk - q
   qs = jnp.pad(q_bqhk, ((0, 0), (0, pad), (0, 0), (0, 0)))
-  seqs = jnp.pad(query_seq_bq, ((0, 0), (0, pad)))
   qs = qs.reshape(b, n, query_chunk, h, d).swapaxes(0, 1)
-  seqs = seqs.reshape(b, n, query_chunk).swapaxes(0, 1)
-  out = jax.lax.map(lambda a: one(*a), (qs, seqs))
+  ps = jnp.pad(qpos, (0, pad), constant_values=t - 1).reshape(n, query_chunk)
+  out = jax.lax.map(lambda a: one(*a), (qs, ps))
   return out.swapaxes(0, 1).reshape(b, n * query_chunk, h, d)[:, :q]
 
 
@@ -114,26 +126,33 @@ class Attention(nnx.Module):
     self.v_proj = lin(d, self.num_kv * self.head_dim, ("embed", "kv_heads"))
     self.o_proj = lin(self.num_heads * self.head_dim, d, ("heads", "embed"))
 
-  def __call__(self, x_btd, pos_bt, cache, slots_bt, vis, inv_freq):
-    """Writes this block's K/V at `slots_bt` of the cache, then attends over the cache.
+  def __call__(self, x_btd, pos_bt, new_ok_bt, cache, start, cache_ok_bs, inv_freq,
+               last_only=False):
+    """Attends a block of T new tokens over the cache and itself, then writes the block's
+    K/V into the cache at slot `start` (contiguous).
 
-    cache: (k, v), each (B, S, num_kv, head_dim), keys stored after RoPE.
-    vis: (key_ok_bs, key_seq_s, query_seq_bt), see `attend`; key_ok is the state after
-      this block's write.
+    cache: (k, v), each (B, num_kv, S, head_dim), keys stored after RoPE; S may be 0.
+    cache_ok (B, S): visible cache slots, all earlier than the block. new_ok (B, T): visible
+    block tokens. last_only: queries (and outputs) for the last token only.
     """
     b, t, _ = x_btd.shape
-    q = self.q_proj(x_btd).reshape(b, t, self.num_heads, self.head_dim)
-    k = self.k_proj(x_btd).reshape(b, t, self.num_kv, self.head_dim)
-    v = self.v_proj(x_btd).reshape(b, t, self.num_kv, self.head_dim)
-    q, k = apply_rope(q, pos_bt, inv_freq), apply_rope(k, pos_bt, inv_freq)
+    split = lambda y, n: y.reshape(b, t, n, self.head_dim).swapaxes(1, 2)
+    k = split(apply_rope(self.k_proj(x_btd).reshape(b, t, self.num_kv, self.head_dim),
+                         pos_bt, inv_freq), self.num_kv)
+    v = split(self.v_proj(x_btd), self.num_kv)
+    xq, pq = (x_btd[:, -1:], pos_bt[:, -1:]) if last_only else (x_btd, pos_bt)
+    q = self.q_proj(xq).reshape(b, xq.shape[1], self.num_heads, self.head_dim)
+    q = apply_rope(q, pq, inv_freq)
     ck, cv = cache
-    bi = jnp.arange(b)[:, None]
-    ck = ck.at[bi, slots_bt].set(k.astype(ck.dtype), unique_indices=True)
-    cv = cv.at[bi, slots_bt].set(v.astype(cv.dtype), unique_indices=True)
-    ck = mesh_lib.constrain(ck, ("batch", None, None, None))
-    cv = mesh_lib.constrain(cv, ("batch", None, None, None))
-    o = attend(q, ck, cv, *vis)
-    return self.o_proj(o.reshape(b, t, -1)), (ck, cv)
+    o = attend(q, k, v, new_ok_bt, ck, cv, cache_ok_bs)
+    if ck.shape[2]:
+      # Read the cache before writing it, so XLA can update the buffer in place.
+      o, ck, cv = jax.lax.optimization_barrier((o, ck, cv))
+      ck = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), start, axis=2)
+      cv = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), start, axis=2)
+      ck = mesh_lib.constrain(ck, ("batch", None, None, None))
+      cv = mesh_lib.constrain(cv, ("batch", None, None, None))
+    return self.o_proj(o.reshape(b, xq.shape[1], -1)), (ck, cv)
 
 
 class MLP(nnx.Module):
@@ -157,8 +176,10 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
     self.mlp = MLP(cfg, rngs)
 
-  def __call__(self, h, pos, cache, slots, vis, inv_freq):
-    a, cache = self.self_attn(self.input_layernorm(h), pos, cache, slots, vis, inv_freq)
-    h = h + a
+  def __call__(self, h, pos, new_ok, cache, start, cache_ok, inv_freq, last_only=False):
+    a, cache = self.self_attn(
+      self.input_layernorm(h), pos, new_ok, cache, start, cache_ok, inv_freq, last_only
+    )
+    h = (h[:, -1:] if last_only else h) + a
     h = h + self.mlp(self.post_attention_layernorm(h))
     return mesh_lib.constrain(h, ("batch", None, "embed")), cache
