@@ -1,0 +1,192 @@
+"""`autogaze-jax` command line: gaze, convert, demo.
+
+Every user error (bad ratio, unreadable video, mismatched checkpoint, ...) ends with one
+line `error: ...` on stderr and exit status 2; nothing already written is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _parse_ratio(text: str | None):
+  if text is None:
+    return None
+  try:
+    vals = [float(x) for x in text.split(",")]
+  except ValueError:
+    raise ValueError(f"--gazing-ratio: {text!r} is not a number or a comma-separated list") from None
+  return vals[0] if len(vals) == 1 else vals
+
+
+def load_config_file(spec: str):
+  """`path/to/file.py[:variant]` -> the file's get_config(variant)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"--config: {path} does not exist")
+  mod_spec = importlib.util.spec_from_file_location("_autogaze_config", path)
+  mod = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(mod)
+  return mod.get_config(arg) if arg else mod.get_config()
+
+
+def _load_model(args):
+  from autogaze_jax import AutoGaze
+
+  if args.checkpoint:
+    return AutoGaze.from_pretrained(args.checkpoint)
+  cfg = load_config_file(args.config) if args.config else None
+  print("note: no --checkpoint; using randomly initialised weights (seed 0)", file=sys.stderr)
+  return AutoGaze.from_config(cfg, seed=0)
+
+
+def _load_video(path: str, num_frames: int, start: int):
+  """Returns (preprocessed float video (1, T, 3, H, W), uint8 frames for pictures or None)."""
+  from autogaze_jax import preprocessing, video_io
+
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise ValueError(f"--video: {path} does not exist")
+    with np.load(path) as data:
+      if "video" not in data:
+        raise ValueError(f"--video: {path} has no key 'video' (keys: {sorted(data.keys())})")
+      video = np.asarray(data["video"], np.float32)
+      raw = np.asarray(data["raw_frames"]) if "raw_frames" in data else None
+    if video.ndim == 4:
+      video = video[None]
+    return video, raw
+  frames = video_io.read_frames(path, num_frames, start)
+  return preprocessing.preprocess(frames)[None], frames
+
+
+def cmd_gaze(args) -> None:
+  from autogaze_jax import visualize
+
+  model = _load_model(args)
+  video, raw = _load_video(args.video, args.num_frames, args.start)
+  t0 = time.perf_counter()
+  out = model.gaze(
+    video, gazing_ratio=_parse_ratio(args.gazing_ratio),
+    task_loss_requirement=args.task_loss_requirement, lockstep=args.lockstep,
+    generate_only=args.generate_only,
+  )
+  dt = time.perf_counter() - t0
+  real = out["num_real_gazing_each_frame"][0]
+  print(f"gazed {video.shape[1]} frames in {dt:.2f} s (incl. compile): {int(real.sum())} gazes, "
+        f"{real.mean() / model.config.num_vision_tokens_each_frame:.1%} of patches; per frame {real.tolist()}")
+  if args.out:
+    save = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
+    for s, m in enumerate(out["gazing_mask"]):
+      save[f"gazing_mask_s{s}"] = m
+    np.savez_compressed(args.out, **save)
+    print(f"wrote {args.out}")
+  if args.viz:
+    frames = raw if raw is not None else _frames_for_picture(video[0])
+    visualize.save_gaze_picture(args.viz, frames, out)
+    print(f"wrote {args.viz}")
+
+
+def _frames_for_picture(video_t3hw):
+  """Undo the official normalisation approximately, for display only."""
+  from autogaze_jax import preprocessing
+
+  x = video_t3hw.transpose(0, 2, 3, 1) * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN
+  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
+def cmd_convert(args) -> None:
+  from autogaze_jax import AutoGaze
+
+  model = AutoGaze.from_pretrained(args.src)
+  model.save(args.out)
+  print(f"wrote Orbax checkpoint {args.out}")
+
+
+def cmd_demo(args) -> None:
+  """The embedded default: a generated clip, gazed by the released architecture."""
+  from autogaze_jax import AutoGaze, preprocessing, sample_video, video_io, visualize
+
+  os.makedirs(args.out, exist_ok=True)
+  clip = sample_video.make_clip(16, 448, seed=0)
+  mp4 = os.path.join(args.out, "sample.mp4")
+  video_io.write_video(mp4, clip)
+  frames = video_io.read_frames(mp4, 16)
+  video = preprocessing.preprocess(frames)[None]
+  model = AutoGaze.from_pretrained(args.checkpoint) if args.checkpoint else AutoGaze.from_config(seed=0)
+  summary = {"checkpoint": args.checkpoint or "random init (seed 0), released architecture"}
+  for ratio in (0.1, 0.75):
+    t0 = time.perf_counter()
+    out = model.gaze(video, gazing_ratio=ratio)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = model.gaze(video, gazing_ratio=ratio)
+    again = time.perf_counter() - t0
+    tag = f"r{int(round(ratio * 100)):03d}"
+    save = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
+    np.savez_compressed(os.path.join(args.out, f"gazes_{tag}.npz"), **save)
+    visualize.save_gaze_picture(os.path.join(args.out, f"gazes_{tag}.png"), frames, out)
+    summary[tag] = {
+      "gazing_ratio": ratio, "gazes": int(out["num_real_gazing_each_frame"].sum()),
+      "seconds_first_call": round(first, 2), "seconds_compiled": round(again, 2),
+    }
+    print(f"{tag}: {summary[tag]['gazes']} gazes over 16 frames; {again:.2f} s per clip "
+          f"(first call {first:.2f} s incl. compile)")
+  with open(os.path.join(args.out, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  print(f"wrote {args.out}/sample.mp4, gazes_r010/r075 .npz and .png, summary.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="autogaze-jax", description=__doc__.splitlines()[0])
+  sub = p.add_subparsers(dest="command", required=True)
+
+  g = sub.add_parser("gaze", help="gaze a video file or a preprocessed .npz")
+  g.add_argument("--checkpoint", help="official model dir / model.safetensors, or our checkpoint")
+  g.add_argument("--config", help="configs/gaze.py[:variant] for random init (no checkpoint)")
+  g.add_argument("--video", required=True, help="video file, or .npz with key 'video' (B,T,3,H,W)")
+  g.add_argument("--gazing-ratio", help="one ratio in (0, 1], or one per frame, comma-separated")
+  g.add_argument("--task-loss-requirement", type=float, help="stop a frame once predicted loss <= this")
+  mode = g.add_mutually_exclusive_group()
+  mode.add_argument("--batch-invariant", dest="lockstep", action="store_false", default=False)
+  mode.add_argument("--lockstep", dest="lockstep", action="store_true", help="official batch coupling")
+  g.add_argument("--num-frames", type=int, default=16)
+  g.add_argument("--start", type=int, default=0, help="first frame to read")
+  g.add_argument("--generate-only", action="store_true", help="skip the teacher-forced log-probs")
+  g.add_argument("--out", help="write the outputs to this .npz")
+  g.add_argument("--viz", help="write a picture of the gazes to this .png")
+  g.set_defaults(func=cmd_gaze)
+
+  c = sub.add_parser("convert", help="official safetensors -> Orbax checkpoint")
+  c.add_argument("--from", dest="src", required=True)
+  c.add_argument("--out", required=True)
+  c.set_defaults(func=cmd_convert)
+
+  d = sub.add_parser("demo", help="gaze a generated sample clip (the embedded default)")
+  d.add_argument("--out", default="runs/demo")
+  d.add_argument("--checkpoint")
+  d.set_defaults(func=cmd_demo)
+  return p
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  if getattr(args, "num_frames", 1) < 1:
+    print("error: --num-frames must be >= 1", file=sys.stderr)
+    return 2
+  try:
+    args.func(args)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

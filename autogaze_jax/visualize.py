@@ -1,0 +1,51 @@
+"""Pictures of gazes: each frame dimmed, with the gazed multi-scale patches lit and outlined."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+# One outline colour per scale, coarse to fine.
+_COLOURS = [(255, 64, 64), (255, 196, 0), (64, 200, 255), (120, 255, 120), (255, 128, 255)]
+
+
+def gaze_picture(frames_thwc: np.ndarray, masks: list[np.ndarray], size: int = 224,
+                 per_row: int = 8) -> Image.Image:
+  """frames: uint8 (T, H, W, 3); masks: per scale (T, n_s) 0/1 of one clip."""
+  t = frames_thwc.shape[0]
+  rows = -(-t // per_row)
+  pad = 18
+  canvas = Image.new("RGB", (per_row * size, rows * (size + pad)), (16, 16, 16))
+  draw = ImageDraw.Draw(canvas)
+  for i in range(t):
+    img = Image.fromarray(frames_thwc[i]).resize((size, size), Image.BILINEAR)
+    base = np.asarray(img).astype(np.float32)
+    lit = np.zeros(base.shape[:2], bool)
+    boxes = []
+    for s, m in enumerate(masks):
+      g = int(round(m.shape[-1] ** 0.5))
+      cell = size / g
+      for idx in np.flatnonzero(m[i]):
+        r, c = divmod(int(idx), g)
+        y0, x0 = int(r * cell), int(c * cell)
+        y1, x1 = int((r + 1) * cell), int((c + 1) * cell)
+        lit[y0:y1, x0:x1] = True
+        boxes.append((s, (x0, y0, x1 - 1, y1 - 1)))
+    shown = np.where(lit[..., None], base, base * 0.3).astype(np.uint8)
+    tile = Image.fromarray(shown)
+    tdraw = ImageDraw.Draw(tile)
+    for s, box in boxes:
+      tdraw.rectangle(box, outline=_COLOURS[s % len(_COLOURS)])
+    x, y = (i % per_row) * size, (i // per_row) * (size + pad)
+    canvas.paste(tile, (x, y + pad))
+    n = int(sum(m[i].sum() for m in masks))
+    draw.text((x + 4, y + 3), f"frame {i}: {n} gazes", fill=(230, 230, 230))
+  return canvas
+
+
+def save_gaze_picture(path: str, frames_thwc, out: dict, clip: int = 0) -> None:
+  masks = [np.asarray(m)[clip] for m in out["gazing_mask"]]
+  gaze_picture(np.asarray(frames_thwc), masks).save(path)
+
+

@@ -1,0 +1,16 @@
+"""Gaze-model configs.
+
+  released  the architecture of the released nvidia/AutoGaze checkpoint (3,258,240 params)
+  tiny      a test-sized model (64-px frames, scales 32+64, K=3)
+
+Run: autogaze-jax gaze --config configs/gaze.py:released --video clip.mp4 --gazing-ratio 0.1
+"""
+
+from autogaze_jax import config as config_lib
+
+
+def get_config(arg: str = "released"):
+  variants = {"released": config_lib.released_config, "tiny": config_lib.tiny_config}
+  if arg not in variants:
+    raise ValueError(f"configs/gaze.py: unknown variant {arg!r}; choose one of {sorted(variants)}")
+  return variants[arg]()
