@@ -1,0 +1,76 @@
+"""Test setup: JAX on CPU with 8 fake devices, shared fixtures (tiny models, parity data)."""
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS(sys.argv[:1], known_only=True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+PARITY = SHARED / "data" / "parity"
+
+
+@pytest.fixture(scope="session")
+def parity_dir():
+  if not PARITY.is_dir():
+    pytest.skip(f"reference data not found at {PARITY}")
+  return PARITY
+
+
+@pytest.fixture(scope="session")
+def official_dir(parity_dir, tmp_path_factory):
+  """The parity weights laid out like a downloaded release: model.safetensors + config.json."""
+  import json
+
+  d = tmp_path_factory.mktemp("official")
+  (d / "model.safetensors").symlink_to(parity_dir / "gaze_seed0.safetensors")
+  cfg = json.loads((parity_dir / "gaze_seed0_config.json").read_text())
+  (d / "config.json").write_text(json.dumps(cfg["hf_config"]))
+  return d
+
+
+@pytest.fixture(scope="session")
+def official_model(official_dir):
+  from autogaze_jax import AutoGaze
+  from autogaze_jax import mesh as mesh_lib
+
+  return AutoGaze.from_pretrained(str(official_dir), mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+
+
+def make_tiny(seed=0, mesh=None, head_scale=40.0, task_scale=5.0):
+  """A tiny random gaze model whose heads are scaled up so decoding is non-degenerate."""
+  from flax import nnx
+
+  from autogaze_jax import AutoGaze, config
+  from autogaze_jax import mesh as mesh_lib
+
+  mesh = mesh or mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  g = AutoGaze.from_config(config.tiny_config(), seed=seed, mesh=mesh)
+  model = g.model
+  dec = model.gaze_decoder
+  dec.lm_head.kernel[...] = dec.lm_head.kernel[...] * head_scale
+  dec.task_loss_prediction_head.kernel[...] = dec.task_loss_prediction_head.kernel[...] * task_scale
+  g._set_params(nnx.state(model, nnx.Param))
+  return g
+
+
+@pytest.fixture(scope="session")
+def tiny():
+  return make_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_video():
+  rng = np.random.default_rng(0)
+  return rng.normal(size=(3, 6, 3, 64, 64)).astype(np.float32)
