@@ -116,7 +116,7 @@ def _pick_heads(scores_bkv, n_emit, keys_b, step, spec: DecodeSpec):
     excl = excl | (jax.nn.one_hot(y, v, dtype=bool) & valid)
     return excl, y
 
-  _, ys = jax.lax.scan(head, jnp.zeros((b, v), bool), jnp.arange(k))
+  _, ys = jax.lax.scan(head, jnp.zeros((b, v), bool), jnp.arange(k), unroll=True)
   return ys.T, jnp.arange(k) < n_emit
 
 
