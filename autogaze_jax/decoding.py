@@ -129,9 +129,14 @@ def _prepare_scores(logits_bkv, seen_bv, temperature, spec: DecodeSpec):
   return s
 
 
-def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b, keys_b,
-                 temperature, spec: DecodeSpec):
-  """Gazes one frame. Returns the new state, local ids (B, G) and generated slots (B,)."""
+def _prefill(model: GazeModel, state: DecodeState, tokens_bpd, spec: DecodeSpec):
+  """Opens frame t: sets key visibility of its unit and feeds [pending step | vision tokens].
+
+  The previous frame's last step (never fed in-frame) is re-fed now, with correct positions,
+  into this unit's pending region; its in-frame slots stay invisible. Every visible cache
+  slot precedes the tokens being fed, so causality only matters inside a fed block.
+  Returns (kv, key_ok, logits, task loss, stale decode positions, next unit's base slot).
+  """
   dec = model.gaze_decoder
   b, p, _ = tokens_bpd.shape
   g, kk, vpad = spec.slots, dec.k, dec.vocab - 1
@@ -142,15 +147,13 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   base, nbase = unit(t) * f, unit(t + 1) * f
   ar_g, ar_k = jnp.arange(g, dtype=jnp.int32), jnp.arange(kk, dtype=jnp.int32)
 
-  # The previous frame's last step (never fed in-frame) is re-fed now, with correct positions,
-  # into this unit's pending region; its in-frame slots stay invisible. Every visible cache
-  # slot precedes the tokens being fed, so causality only matters inside a fed block.
   pend_idx = state.prev_last[:, None] * kk + ar_k[None]
   pend_ids = jnp.take_along_axis(state.prev_ids, pend_idx, axis=1)
   prev_vis = (ar_g[None] < state.prev_len[:, None]) & (state.prev_ids != vpad)
   pend_vis = jnp.take_along_axis(prev_vis, pend_idx, axis=1)
   in_pend = (ar_g[None] >= pend_idx[:, :1]) & (ar_g[None] < pend_idx[:, :1] + kk)
-  key_ok = _set_range(state.key_ok, base, jnp.concatenate([prev_vis & ~in_pend, jnp.zeros((b, kk + p), bool)], 1))
+  gaze_ok = jnp.concatenate([prev_vis & ~in_pend, jnp.zeros((b, kk + p), bool)], 1)
+  key_ok = _set_range(state.key_ok, base, gaze_ok)
   key_ok = _set_range(key_ok, nbase, jnp.zeros((b, f), bool))
   if spec.window:  # forget the gazes of the frame that just left the window
     key_ok = _set_range(key_ok, unit(t + 2) * f, jnp.zeros((b, g + kk), bool))
@@ -158,7 +161,6 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   n_before = state.num_visible - pend_vis.sum(-1)
   pend_pos = n_before[:, None] + jnp.cumsum(pend_vis, -1) - 1
   vis_pos = state.num_visible[:, None] + jnp.arange(p, dtype=jnp.int32)[None]
-  stale_pos = vis_pos[:, p - kk :]
   x = jnp.concatenate([dec.embed_tokens(pend_ids), tokens_bpd.astype(jnp.float32)], 1)
   new_ok = jnp.concatenate([pend_vis, jnp.ones((b, p), bool)], 1)
   h, kv = dec.trunk(
@@ -167,6 +169,19 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   )
   key_ok = _set_range(key_ok, base + g, new_ok)
   logits, tlp = dec.heads(h[:, -1])
+  # Official quirk (§7.4): in-frame decode steps reuse the positions of the last K prompt
+  # tokens, i.e. the frame's last K vision tokens.
+  return kv, key_ok, logits, tlp, vis_pos[:, p - kk :], nbase
+
+
+def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b, keys_b,
+                 temperature, spec: DecodeSpec):
+  """Gazes one frame. Returns the new state, local ids (B, G) and generated slots (B,)."""
+  dec = model.gaze_decoder
+  b, p, _ = tokens_bpd.shape
+  g, kk, vpad = spec.slots, dec.k, dec.vocab - 1
+  ar_g, ar_k = jnp.arange(g, dtype=jnp.int32), jnp.arange(kk, dtype=jnp.int32)
+  kv, key_ok, logits, tlp, stale_pos, nbase = _prefill(model, state, tokens_bpd, spec)
 
   use_tl = spec.use_task_loss
   seen0 = jax.nn.one_hot(jnp.full((b,), vpad), vpad + 1, dtype=bool)
@@ -215,7 +230,7 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
   real = ((ar_g[None] < gen_len[:, None]) & (ids != vpad)).sum(-1)
   new_state = dataclasses.replace(
     state, kv=kv, key_ok=key_ok, prev_ids=ids, prev_len=gen_len,
-    prev_last=last, num_visible=state.num_visible + p + real, frame=t + 1,
+    prev_last=last, num_visible=state.num_visible + p + real, frame=state.frame + 1,
   )
   return new_state, ids, gen_len
 
