@@ -21,6 +21,7 @@ from autogaze_jax import checkpointing, decoding, official_weights, outputs, pre
 from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
+from autogaze_jax import weight_mapping
 from autogaze_jax.models.gaze import GazeModel
 
 
@@ -88,12 +89,9 @@ class AutoGaze:
       tensors = load_file(st_path)
     except Exception as e:
       raise ValueError(f"checkpoint: cannot read {st_path}: {e}") from None
-    flat = nnx.to_flat_state(nnx.state(obj.model, nnx.Param))
-    shapes = {path: v[...].shape for path, v in flat}
-    arrays = official_weights.convert_state_dict(tensors, shapes, cfg)
-    for p, v in flat:
-      v[...] = jax.device_put(arrays[p], v[...].sharding)
-    obj._set_params(nnx.from_flat_state(flat))
+    params = nnx.state(obj.model, nnx.Param)
+    arrays = official_weights.convert_state_dict(tensors, weight_mapping.expected_shapes(params), cfg)
+    obj._set_params(weight_mapping.load_into(params, arrays))
     return obj
 
   @property

@@ -12,24 +12,18 @@ import ml_collections
 import numpy as np
 
 from autogaze_jax import config as config_lib
+from autogaze_jax import weight_mapping
 
 PREFIX = "gazing_model."
 
 
-def _transpose_conv(w):  # (O, I, kT, kH, kW) -> (kT, kH, kW, I, O)
-  return np.transpose(w, (2, 3, 4, 1, 0))
-
-
-def _linear(w):  # (out, in) -> (in, out)
-  return np.ascontiguousarray(w.T)
+_transpose_conv = weight_mapping.conv_to_nnx
+_linear = weight_mapping.linear_to_nnx
+_same = weight_mapping.identity
 
 
 def _pointwise_conv(w):  # (O, I, 1, 1, 1) -> (I, O)
   return np.ascontiguousarray(w[:, :, 0, 0, 0].T)
-
-
-def _same(w):
-  return w
 
 
 def name_map(cfg) -> dict[str, tuple[tuple, callable]]:
@@ -63,26 +57,8 @@ def name_map(cfg) -> dict[str, tuple[tuple, callable]]:
 
 
 def convert_state_dict(tensors: dict[str, np.ndarray], expected_shapes: dict[tuple, tuple], cfg):
-  """Official tensors -> {our path: array}; raises ValueError on the first mismatch."""
-  mapping = name_map(cfg)
-  missing = sorted(set(mapping) - set(tensors))
-  if missing:
-    raise ValueError(f"checkpoint: missing parameter {missing[0]} ({len(missing)} missing in all)")
-  extra = sorted(set(tensors) - set(mapping))
-  if extra:
-    raise ValueError(f"checkpoint: unexpected parameter {extra[0]} ({len(extra)} unexpected in all)")
-  out = {}
-  for name in sorted(mapping):
-    path, fn = mapping[name]
-    value = np.asarray(fn(np.asarray(tensors[name], dtype=np.float32)))
-    want = tuple(expected_shapes[path])
-    if value.shape != want:
-      raise ValueError(
-        f"checkpoint: parameter {name} has shape {tuple(tensors[name].shape)} "
-        f"(-> {value.shape} in JAX layout) but the config expects {want} for {'/'.join(map(str, path))}"
-      )
-    out[path] = value
-  return out
+  """Official gaze-model tensors -> {our path: array}; raises on the first mismatch."""
+  return weight_mapping.convert(tensors, name_map(cfg), expected_shapes)
 
 
 def config_from_official(hf: dict) -> ml_collections.ConfigDict:

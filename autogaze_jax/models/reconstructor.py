@@ -1,0 +1,155 @@
+"""The VideoMAE-AG reconstructor (TRAINING.md §1): a ViT-MAE whose encoder sees only the
+gazed multi-scale patches of all frames (block-causal over frames) and whose decoder
+predicts the finest-scale pixels of selected frames.
+
+Static shapes (§11.4): gazes come as local ids (B, T, G) with PAD = V; the decoder sequence
+is [cls | all T*G gaze slots | R*V canvas tokens of the reconstructed frames], with the slots
+of reconstructed frames masked as keys. Masks follow one rule (see vit_blocks).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import bicubic
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import recon_config
+from autogaze_jax.models.vit_blocks import ViTBlock, _linear, _layer_norm
+
+
+def sincos_2d(dim: int, grid: int) -> np.ndarray:
+  """(1 + grid^2, dim) fixed table, row 0 (cls) zeros; first half encodes x, second y."""
+  omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4.0))
+  ys, xs = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64), indexing="ij")
+  enc = lambda p: np.concatenate([np.sin(np.outer(p.ravel(), omega)), np.cos(np.outer(p.ravel(), omega))], 1)
+  table = np.concatenate([enc(xs), enc(ys)], 1)
+  return np.concatenate([np.zeros((1, dim)), table], 0).astype(np.float32)
+
+
+def encoder_pos_tables(pos_1sd, scales, patch):
+  """2-D bicubic resize of the 14x14 table to each scale's grid -> (V, D)."""
+  table = pos_1sd[0, 1:]
+  g0 = int(round(table.shape[0] ** 0.5))
+  grid = jnp.transpose(table.reshape(g0, g0, -1), (2, 0, 1))
+  out = []
+  for s in scales:
+    g = s // patch
+    out.append(jnp.transpose(bicubic.resize_bicubic(grid, (g, g)), (1, 2, 0)).reshape(g * g, -1))
+  return jnp.concatenate(out, 0)
+
+
+def decoder_pos_tables(pos_1sd, scales, patch):
+  """1-D bicubic resize of the 196 rows to each scale's count (an inherited quirk) -> (V, d)."""
+  table = pos_1sd[0, 1:]
+  out = []
+  for s in scales:
+    n = (s // patch) ** 2
+    out.append(jnp.asarray(bicubic.bicubic_matrix(table.shape[0], n)) @ table)
+  return jnp.concatenate(out, 0)
+
+
+class Reconstructor(nnx.Module):
+  def __init__(self, cfg, rngs: nnx.Rngs):
+    recon_config.validate(cfg)
+    self.cfg = cfg
+    d, dd, p = cfg.hidden_size, cfg.decoder_hidden_size, cfg.patch_size
+    n = len(cfg.scales)
+    param = lambda shape, axes, std=0.02: nnx.Param(
+      jax.random.normal(rngs.params(), shape, jnp.float32) * std, out_sharding=axes
+    )
+    self.patch_proj = _linear(3 * p * p, d, ("conv_in", "embed"), rngs)
+    self.cls_token = param((1, 1, d), (None, None, "embed"))
+    self.position_embeddings = nnx.Variable(jnp.asarray(sincos_2d(d, 224 // p))[None])
+    self.scale_embed = param((n, d), (None, "embed"))
+    self.time_embed = param((cfg.max_num_frames, d), (None, "embed"))
+    self.layers = nnx.List([
+      ViTBlock(d, cfg.num_heads, cfg.intermediate_size, cfg.layer_norm_eps, rngs) for _ in range(cfg.num_layers)
+    ])
+    self.layernorm = _layer_norm(d, cfg.layer_norm_eps, rngs)
+    self.decoder_embed = _linear(d, dd, ("embed", "mlp"), rngs)
+    self.mask_token = param((1, 1, dd), (None, None, "mlp"))
+    self.decoder_pos_embed = nnx.Variable(jnp.asarray(sincos_2d(dd, 224 // p))[None])
+    self.decoder_scale_embed = param((n, dd), (None, "mlp"))
+    self.decoder_time_embed = param((cfg.max_num_frames, dd), (None, "mlp"))
+    self.decoder_layers = nnx.List([
+      ViTBlock(dd, cfg.decoder_num_heads, cfg.decoder_intermediate_size, cfg.layer_norm_eps, rngs)
+      for _ in range(cfg.decoder_num_layers)
+    ])
+    self.decoder_norm = _layer_norm(dd, cfg.layer_norm_eps, rngs)
+    self.decoder_pred = _linear(dd, p * p * 3, ("mlp", None), rngs)
+
+  def _scale_index(self):
+    return np.concatenate([np.full(c, i) for i, c in enumerate(recon_config.tokens_per_scale(self.cfg))])
+
+  def embed_all(self, video_bt3hw):
+    """Every multi-scale token of every frame, with pos/scale/time embeddings: (B, T, V, D)."""
+    b, t = video_bt3hw.shape[:2]
+    p = self.cfg.patch_size
+    toks = []
+    for s in self.cfg.scales:
+      img = bicubic.resize_bicubic(video_bt3hw, (s, s))
+      g = s // p
+      patches = img.reshape(b, t, 3, g, p, g, p).transpose(0, 1, 3, 5, 2, 4, 6).reshape(b, t, g * g, 3 * p * p)
+      toks.append(self.patch_proj(patches))
+    x = jnp.concatenate(toks, 2)
+    x = x + encoder_pos_tables(self.position_embeddings[...], self.cfg.scales, p)
+    x = x + self.scale_embed[...][self._scale_index()]
+    return x + self.time_embed[...][:t][None, :, None]
+
+  def encode(self, video_bt3hw, ids_btg):
+    """Latent (B, 1 + T*G, D) of the gazed tokens (PAD slots masked)."""
+    b, t, g = ids_btg.shape
+    v = sum(recon_config.tokens_per_scale(self.cfg))
+    pad = ids_btg == v
+    tokens = self.embed_all(video_bt3hw)
+    x = jnp.take_along_axis(tokens, jnp.where(pad, 0, ids_btg)[..., None], axis=2).reshape(b, t * g, -1)
+    cls = self.cls_token[...] + self.position_embeddings[...][:, :1]
+    x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, x.shape[-1])), x], 1)
+    x = mesh_lib.constrain(x, ("batch", None, "embed"))
+    fid = jnp.concatenate([jnp.full((b, 1), -1), jnp.broadcast_to(jnp.repeat(jnp.arange(t), g), (b, t * g))], 1)
+    kpad = jnp.concatenate([jnp.zeros((b, 1), bool), pad.reshape(b, t * g)], 1)
+    for layer in self.layers:
+      x = layer(x, fid, kpad)
+    return self.layernorm(x)
+
+  def decode(self, latent, ids_btg, frame_idx_r):
+    """Predicted pixels of the reconstructed frames, (B, R, 3, S, S) with S the last scale."""
+    b, t, g = ids_btg.shape
+    counts = recon_config.tokens_per_scale(self.cfg)
+    v, r = sum(counts), frame_idx_r.shape[0]
+    pad = ids_btg == v
+    x = self.decoder_embed(latent)
+    cls, slots = x[:, :1], x[:, 1:].reshape(b, t, g, -1)
+    emb = decoder_pos_tables(self.decoder_pos_embed[...], self.cfg.scales, self.cfg.patch_size)
+    emb = emb + self.decoder_scale_embed[...][self._scale_index()]  # (V, d)
+    time = self.decoder_time_embed[...][:t]
+    safe_ids = jnp.where(pad, 0, ids_btg)
+    slot_tok = slots + emb[safe_ids] + time[None, :, None]
+    # Canvas of each reconstructed frame: mask tokens, overwritten where the frame was gazed.
+    sel_ids = ids_btg[:, frame_idx_r]  # (B, R, G); PAD -> dump row v
+    sel_x = slots[:, frame_idx_r]
+    canvas = jnp.broadcast_to(self.mask_token[...], (b, r, v + 1, x.shape[-1]))
+    bi, ri = jnp.arange(b)[:, None, None], jnp.arange(r)[None, :, None]
+    canvas = canvas.at[bi, ri, sel_ids].set(sel_x)[:, :, :v]
+    canvas = canvas + emb[None, None] + time[frame_idx_r][None, :, None]
+    recon_frame = jnp.zeros((t,), bool).at[frame_idx_r].set(True)
+    seq = jnp.concatenate([cls + self.decoder_pos_embed[...][:, :1], slot_tok.reshape(b, t * g, -1),
+                           canvas.reshape(b, r * v, -1)], 1)
+    fid = jnp.concatenate([jnp.full((1,), -1), jnp.repeat(jnp.arange(t), g), jnp.repeat(frame_idx_r, v)])
+    kpad = jnp.concatenate([jnp.zeros((b, 1), bool), (pad | recon_frame[None, :, None]).reshape(b, t * g),
+                            jnp.zeros((b, r * v), bool)], 1)
+    fid = jnp.broadcast_to(fid, (b, fid.shape[0]))
+    for layer in self.decoder_layers:
+      seq = layer(seq, fid, kpad)
+    out = self.decoder_pred(self.decoder_norm(seq[:, 1 + t * g :]))  # (B, R*V, p*p*3)
+    last = counts[-1]
+    out = out.reshape(b, r, v, -1)[:, :, v - last :]
+    gl, p = int(round(last**0.5)), self.cfg.patch_size
+    img = out.reshape(b, r, gl, gl, p, p, 3).transpose(0, 1, 6, 2, 4, 3, 5)
+    return img.reshape(b, r, 3, gl * p, gl * p)
+
+  def __call__(self, video_bt3hw, ids_btg, frame_idx_r):
+    return self.decode(self.encode(video_bt3hw, ids_btg), ids_btg, frame_idx_r)

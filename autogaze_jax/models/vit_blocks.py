@@ -1,0 +1,83 @@
+"""Pre-LN ViT blocks (HF ViT/ViTMAE layout): LayerNorm, biased multi-head attention, GELU MLP.
+
+Attention takes a frame-id rule instead of a materialised mask: key b is visible to query a
+iff `key_fid[b] <= query_fid[a]` and key b is not padding. A leading cls token with frame id
+-1 is seen by everyone and sees only itself; equal ids everywhere give full attention.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from autogaze_jax import mesh as mesh_lib
+
+_NEG = float(jnp.finfo(jnp.float32).min)
+
+
+def _linear(i, o, axes, rngs):
+  init = nnx.with_partitioning(nnx.initializers.truncated_normal(0.02), axes)
+  return nnx.Linear(i, o, kernel_init=init, bias_init=nnx.with_partitioning(nnx.initializers.zeros, (axes[1],)), rngs=rngs)
+
+
+def _layer_norm(d, eps, rngs):
+  return nnx.LayerNorm(
+    d, epsilon=eps, use_fast_variance=False, rngs=rngs,
+    scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
+    bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)),
+  )
+
+
+def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs, query_chunk=1024):
+  """softmax(q k^T / sqrt(d)) v under the frame-id rule, chunked over queries."""
+  b, q, h, d = q_bqhd.shape
+  scale = d**-0.5
+
+  def one(qc, qfid):
+    keep = (k_fid_bs[:, None, :] <= qfid[:, :, None]) & ~k_pad_bs[:, None, :]
+    s = jnp.einsum("bqhd,bshd->bhqs", qc * scale, k_bshd).astype(jnp.float32)
+    s = jnp.where(keep[:, None], s, _NEG)
+    p = jax.nn.softmax(s, axis=-1).astype(v_bshd.dtype)
+    return jnp.einsum("bhqs,bshd->bqhd", p, v_bshd)
+
+  if q <= query_chunk:
+    return one(q_bqhd, q_fid_bq)
+  n = -(-q // query_chunk)
+  pad = n * query_chunk - q
+  qs = jnp.pad(q_bqhd, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, n, query_chunk, h, d)
+  fs = jnp.pad(q_fid_bq, ((0, 0), (0, pad))).reshape(b, n, query_chunk)
+  out = jax.lax.map(lambda a: one(*a), (qs.swapaxes(0, 1), fs.swapaxes(0, 1)))
+  return out.swapaxes(0, 1).reshape(b, n * query_chunk, h, d)[:, :q]
+
+
+class ViTAttention(nnx.Module):
+  def __init__(self, d: int, heads: int, rngs: nnx.Rngs):
+    self.heads = heads
+    self.query = _linear(d, d, ("embed", "heads"), rngs)
+    self.key = _linear(d, d, ("embed", "heads"), rngs)
+    self.value = _linear(d, d, ("embed", "heads"), rngs)
+    self.out = _linear(d, d, ("heads", "embed"), rngs)
+
+  def __call__(self, x, fid, pad):
+    b, n, d = x.shape
+    split = lambda y: y.reshape(b, n, self.heads, d // self.heads)
+    o = block_causal_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)), fid, fid, pad)
+    return self.out(o.reshape(b, n, d))
+
+
+class ViTBlock(nnx.Module):
+  """h + Attn(LN(h)); h + MLP(LN(h)), exact (erf) GELU unless told otherwise."""
+
+  def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs, approximate_gelu=False):
+    self.layernorm_before = _layer_norm(d, eps, rngs)
+    self.attention = ViTAttention(d, heads, rngs)
+    self.layernorm_after = _layer_norm(d, eps, rngs)
+    self.fc1 = _linear(d, mlp, ("embed", "mlp"), rngs)
+    self.fc2 = _linear(mlp, d, ("mlp", "embed"), rngs)
+    self.approximate_gelu = approximate_gelu
+
+  def __call__(self, h, fid, pad):
+    h = h + self.attention(self.layernorm_before(h), fid, pad)
+    m = jax.nn.gelu(self.fc1(self.layernorm_after(h)), approximate=self.approximate_gelu)
+    return mesh_lib.constrain(h + self.fc2(m), ("batch", None, "embed"))
