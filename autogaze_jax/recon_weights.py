@@ -1,0 +1,97 @@
+"""Import of the official reconstructor (`videomae.pt` or the same state dict as
+`.safetensors`, TRAINING.md §11). Prefixes `module.` / `mae.` are stripped; the perceptual
+teachers' sub-trees (`dinov2_reg.`, `siglip2.`) are returned separately.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from autogaze_jax import weight_mapping as wm
+
+TEACHER_PREFIXES = ("dinov2_reg.", "siglip2.")
+
+
+def _block_map(src: str, dst: tuple) -> dict:
+  m = {
+    "layernorm_before.weight": ("layernorm_before", "scale"), "layernorm_before.bias": ("layernorm_before", "bias"),
+    "layernorm_after.weight": ("layernorm_after", "scale"), "layernorm_after.bias": ("layernorm_after", "bias"),
+    "intermediate.dense.weight": ("fc1", "kernel"), "intermediate.dense.bias": ("fc1", "bias"),
+    "output.dense.weight": ("fc2", "kernel"), "output.dense.bias": ("fc2", "bias"),
+    "attention.output.dense.weight": ("attention", "out", "kernel"),
+    "attention.output.dense.bias": ("attention", "out", "bias"),
+  }
+  for qkv in ("query", "key", "value"):
+    m[f"attention.attention.{qkv}.weight"] = ("attention", qkv, "kernel")
+    m[f"attention.attention.{qkv}.bias"] = ("attention", qkv, "bias")
+  return {src + k: (dst + v, wm.linear_to_nnx if v[-1] == "kernel" else wm.identity) for k, v in m.items()}
+
+
+def name_map(cfg) -> dict:
+  same = wm.identity
+  m = {
+    "vit.embeddings.cls_token": (("cls_token",), same),
+    "vit.embeddings.position_embeddings": (("position_embeddings",), same),
+    "vit.embeddings.scale_embed": (("scale_embed",), same),
+    "vit.embeddings.time_embed": (("time_embed",), same),
+    "vit.embeddings.patch_embeddings.projection.weight": (("patch_proj", "kernel"), wm.patch_conv_to_linear),
+    "vit.embeddings.patch_embeddings.projection.bias": (("patch_proj", "bias"), same),
+    "vit.layernorm.weight": (("layernorm", "scale"), same),
+    "vit.layernorm.bias": (("layernorm", "bias"), same),
+    "decoder.decoder_embed.weight": (("decoder_embed", "kernel"), wm.linear_to_nnx),
+    "decoder.decoder_embed.bias": (("decoder_embed", "bias"), same),
+    "decoder.mask_token": (("mask_token",), same),
+    "decoder.decoder_pos_embed": (("decoder_pos_embed",), same),
+    "decoder.decoder_scale_embed": (("decoder_scale_embed",), same),
+    "decoder.time_embed": (("decoder_time_embed",), same),
+    "decoder.decoder_norm.weight": (("decoder_norm", "scale"), same),
+    "decoder.decoder_norm.bias": (("decoder_norm", "bias"), same),
+    "decoder.decoder_pred.weight": (("decoder_pred", "kernel"), wm.linear_to_nnx),
+    "decoder.decoder_pred.bias": (("decoder_pred", "bias"), same),
+  }
+  for i in range(cfg.num_layers):
+    m.update(_block_map(f"vit.encoder.layer.{i}.", ("layers", i)))
+  for j in range(cfg.decoder_num_layers):
+    m.update(_block_map(f"decoder.decoder_layers.{j}.", ("decoder_layers", j)))
+  return m
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads `.safetensors`, or a torch pickle when torch is installed."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"reconstructor checkpoint: {path} does not exist")
+  if path.endswith(".safetensors"):
+    from safetensors.numpy import load_file
+
+    try:
+      return load_file(path)
+    except Exception as e:
+      raise ValueError(f"reconstructor checkpoint: cannot read {path}: {e}") from None
+  try:
+    import torch
+  except ImportError:
+    raise ValueError(
+      f"reconstructor checkpoint: {path} is a PyTorch file; reading it needs torch "
+      "(pip install torch), or convert it to .safetensors first"
+    ) from None
+  sd = torch.load(path, map_location="cpu", weights_only=True)
+  sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+  return {k: v.detach().float().numpy() for k, v in sd.items()}
+
+
+def split_official(tensors: dict) -> tuple[dict, dict]:
+  """Strips `module.`/`mae.`; returns (reconstructor tensors, teacher tensors)."""
+  mae, teachers = {}, {}
+  for k, v in tensors.items():
+    for prefix in ("module.", "mae."):
+      if k.startswith(prefix):
+        k = k[len(prefix) :]
+    (teachers if k.startswith(TEACHER_PREFIXES) else mae)[k] = v
+  return mae, teachers
+
+
+def convert(tensors: dict, expected_shapes: dict, cfg) -> dict:
+  mae, _ = split_official(tensors)
+  return wm.convert(mae, name_map(cfg), expected_shapes)
