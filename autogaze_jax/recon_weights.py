@@ -95,3 +95,41 @@ def split_official(tensors: dict) -> tuple[dict, dict]:
 def convert(tensors: dict, expected_shapes: dict, cfg) -> dict:
   mae, _ = split_official(tensors)
   return wm.convert(mae, name_map(cfg), expected_shapes)
+
+
+def config_from_hf(kwargs: dict):
+  """Our config from ViTMAEConfig-style kwargs (e.g. the official task's constructor args)."""
+  from autogaze_jax import recon_config
+
+  c = recon_config.recon_config("tiny")
+  fields = {
+    "hidden_size": "hidden_size", "num_hidden_layers": "num_layers",
+    "num_attention_heads": "num_heads", "intermediate_size": "intermediate_size",
+    "decoder_hidden_size": "decoder_hidden_size", "decoder_num_hidden_layers": "decoder_num_layers",
+    "decoder_num_attention_heads": "decoder_num_heads",
+    "decoder_intermediate_size": "decoder_intermediate_size", "patch_size": "patch_size",
+    "max_num_frames": "max_num_frames", "layer_norm_eps": "layer_norm_eps",
+  }
+  for src, dst in fields.items():
+    if src in kwargs:
+      c[dst] = type(c[dst])(kwargs[src])
+  if "scales" in kwargs:
+    c.scales = tuple(sorted(int(s) for s in str(kwargs["scales"]).split("+")))
+  recon_config.validate(c)
+  return c
+
+
+def load(path: str, cfg, mesh=None):
+  """A Reconstructor with the official weights at `path` (built under `mesh`)."""
+  from flax import nnx
+
+  from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.models.reconstructor import Reconstructor
+
+  mesh = mesh or mesh_lib.make_mesh()
+  with mesh_lib.use(mesh):
+    model = Reconstructor(cfg, nnx.Rngs(0))
+  state = nnx.state(model)
+  arrays = convert(read_state_dict(path), wm.expected_shapes(state), cfg)
+  nnx.update(model, wm.load_into(state, arrays))
+  return model

@@ -1,0 +1,81 @@
+"""The reconstruction task (TRAINING.md §1.8-§2): one call from a video and its gazes to
+per-frame losses, rewards, task-loss targets and metrics, shared by NTP labelling, GRPO and
+the reconstructor's own training.
+
+Gazes are fixed-shape local ids (B, T, G), PAD = V, with `lens` (B, T) slots per frame (the
+official `num_gazing_each_frame` is the batch max). The loss is per-frame L1 in the doubly
+normalised pixel space, plus optional perceptual terms w * mean((F(pred) - F(target))^2)
+for feature extractors F given by the caller.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from autogaze_jax import recon_config
+
+
+def sample_frames(key, num_frames: int, rate: float):
+  """R = int(T * rate) distinct frames in random order (randperm(T)[:R]), shared by the batch."""
+  r = max(1, int(num_frames * rate))
+  return jax.random.permutation(key, num_frames)[:r]
+
+
+def task_loss_targets(ids_btg, frame_idx_r, loss_br, vocab: int):
+  """Per-slot regression targets and mask (official semantics, §2.3).
+
+  For a reconstructed frame, mask[j] = pad[j + 1] (the last slot gets 1): the last real gaze
+  before each PAD run, in particular the frame's last real gaze, regresses to the frame loss.
+  """
+  b, t, g = ids_btg.shape
+  pad = ids_btg == vocab
+  nxt = jnp.concatenate([pad[..., 1:], jnp.ones((b, t, 1), bool)], -1)
+  chosen = jnp.zeros((t,), bool).at[frame_idx_r].set(True)
+  mask = nxt & chosen[None, :, None]
+  frame_loss = jnp.zeros((b, t), loss_br.dtype).at[:, frame_idx_r].set(loss_br)
+  return jnp.where(mask, frame_loss[..., None], 0.0), mask.astype(jnp.float32)
+
+
+def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
+  """Reconstructs the frames `frame_idx_r` from the gazes and scores them.
+
+  perceptual: iterable of (weight, fn) with fn(pixels (N, 3, H, W) in task space) -> features.
+  Returns a dict of arrays (see TRAINING.md §2.1).
+  """
+  cfg = model.cfg
+  vocab = sum(recon_config.tokens_per_scale(cfg))
+  b, t, _ = ids_btg.shape
+  pred = model(video_bt3hw, ids_btg, frame_idx_r)  # (B, R, 3, S, S)
+  size = pred.shape[-1]
+  target = video_bt3hw[:, frame_idx_r]
+  if target.shape[-1] != size:
+    from autogaze_jax import bicubic
+
+    target = bicubic.resize_bicubic(target, (size, size))
+  loss = jnp.mean(jnp.abs(pred.astype(jnp.float32) - target), axis=(2, 3, 4))  # (B, R)
+  l1 = loss
+  for weight, fn in perceptual:
+    r = pred.shape[1]
+    fp = fn(pred.reshape(b * r, *pred.shape[2:]))
+    ft = fn(target.reshape(b * r, *target.shape[2:]))
+    loss = loss + weight * jnp.mean(jnp.square(fp - ft), axis=tuple(range(1, fp.ndim))).reshape(b, r)
+  targets, mask = task_loss_targets(ids_btg, frame_idx_r, jax.lax.stop_gradient(loss), vocab)
+  real = ids_btg != vocab
+  n_t = lens_bt.max(axis=0)
+  return {
+    "loss_each_frame": loss,
+    "l1_each_frame": l1,
+    "loss": loss.mean(-1),
+    "reward": -jax.lax.stop_gradient(loss),
+    "traj_len_each_reward": jnp.cumsum(n_t)[frame_idx_r],
+    "task_losses": targets,
+    "task_losses_mask": mask,
+    "reconstruction": pred,
+    "frame_idx": frame_idx_r,
+    "num_non_padded_gazing_at_each_reconstruction_frame": real.sum(-1)[:, frame_idx_r],
+    "metrics": {
+      "reconstruction_loss": loss.mean(),
+      "avg_gazing_ratio_per_frame": real.sum() / (b * t * vocab),
+    },
+  }
