@@ -191,7 +191,7 @@ class AutoGaze:
     e = np.zeros((b, t), np.float32) if eps is None else eps
     xe, _ = self._put_batch(e, allow_pad=not lockstep)
     keys = decoding.frame_keys(key if key is not None else jax.random.key(0), xv.shape[0])
-    with jax.default_matmul_precision(self.config.matmul_precision):
+    with jax.default_matmul_precision(self.config.matmul_precision), mesh_lib.use(self.mesh):
       ids, lens = fn(self.params, xv, jnp.asarray(budgets), xe, keys, jnp.float32(temperature))
     return np.asarray(ids)[:real_b], np.asarray(lens)[:real_b]
 
@@ -205,7 +205,7 @@ class AutoGaze:
     xv, real_b = self._put_batch(np.asarray(video, np.float32), allow_pad=True)
     xi, _ = self._put_batch(np.asarray(ids, np.int32), allow_pad=True)
     xl, _ = self._put_batch(np.asarray(lens, np.int32), allow_pad=True)
-    with jax.default_matmul_precision(self.config.matmul_precision):
+    with jax.default_matmul_precision(self.config.matmul_precision), mesh_lib.use(self.mesh):
       lp, tau = fn(self.params, xv, xi, xl)
     return np.asarray(lp)[:real_b], np.asarray(tau)[:real_b]
 

@@ -59,3 +59,40 @@ def abstract_like(tree):
   return jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
   )
+
+
+class TrainCheckpoints:
+  """Orbax CheckpointManager for training state: keep-last-N, interval saves, preemption
+  saves, resume from the latest step. All processes must call save/restore."""
+
+  def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):
+    policies = ocp.checkpoint_managers
+    self.mngr = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "ckpt"),
+      options=ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=async_save,
+        save_decision_policy=policies.AnySavePolicy([
+          policies.FixedIntervalPolicy(interval), policies.PreemptionCheckpointingPolicy(),
+        ]),
+        preservation_policy=policies.LatestN(keep),
+      ),
+    )
+
+  def latest_step(self):
+    return self.mngr.latest_step()
+
+  def save(self, step: int, state, force: bool = False) -> bool:
+    return self.mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def restore(self, step: int, abstract_state):
+    try:
+      return self.mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except (ValueError, KeyError) as e:
+      raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} does not match the config: {e}") from None
+
+  def reached_preemption(self, step: int) -> bool:
+    return self.mngr.reached_preemption(step)
+
+  def close(self) -> None:
+    self.mngr.wait_until_finished()
+    self.mngr.close()

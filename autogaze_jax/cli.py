@@ -1,4 +1,4 @@
-"""`autogaze-jax` command line: gaze, convert, demo.
+"""`autogaze-jax` command line: gaze, convert, demo, train.
 
 Every user error (bad ratio, unreadable video, mismatched checkpoint, ...) ends with one
 line `error: ...` on stderr and exit status 2; nothing already written is removed.
@@ -35,6 +35,47 @@ def load_config_file(spec: str):
   mod = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(mod)
   return mod.get_config(arg) if arg else mod.get_config()
+
+
+def apply_overrides(cfg, overrides: list[str]):
+  """`--config.a.b=value` overrides; the value is parsed as a Python literal when it can be,
+  and must keep the field's type. Unknown fields raise (typos never pass silently)."""
+  import ast
+
+  for item in overrides:
+    if not item.startswith("--config.") or "=" not in item:
+      raise ValueError(f"unrecognised argument {item!r} (overrides look like --config.steps=100)")
+    key, _, text = item[len("--config.") :].partition("=")
+    node, *path = key.split(".")
+    parent, name = cfg, node
+    for part in path:
+      if name not in parent:
+        raise ValueError(f"config: no field {key!r}")
+      parent, name = parent[name], part
+    if name not in parent:
+      raise ValueError(f"config: no field {key!r}")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    old = parent[name]
+    if isinstance(old, float) and isinstance(value, int):
+      value = float(value)
+    if old is not None and not isinstance(value, type(old)):
+      raise ValueError(f"config: {key} must be {type(old).__name__}, got {text!r}")
+    parent[name] = value
+  return cfg
+
+
+def cmd_train(args, overrides) -> None:
+  cfg = apply_overrides(load_config_file(args.config), overrides)
+  if cfg.stage != "recon":
+    raise ValueError(f"config.stage: {cfg.stage!r} is not a trainable stage yet (have: 'recon')")
+  from autogaze_jax.train import recon_stage0
+
+  report = recon_stage0.train(cfg, args.workdir)
+  print(json.dumps(report, indent=2))
+  print(f"wrote {args.workdir}/metrics.jsonl, curve.png, reconstructions.png, report.json, ckpt/")
 
 
 def _load_model(args):
@@ -172,16 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--out", default="runs/demo")
   d.add_argument("--checkpoint")
   d.set_defaults(func=cmd_demo)
+
+  t = sub.add_parser("train", help="train a stage from a config (now: the reconstructor)")
+  t.add_argument("--config", required=True, help="configs/recon.py[:tiny|base|large]")
+  t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
+  t.set_defaults(func=cmd_train)
   return p
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  args, extra = build_parser().parse_known_args(argv)
+  if extra and args.command != "train":
+    print(f"error: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
+    return 2
   if getattr(args, "num_frames", 1) < 1:
     print("error: --num-frames must be >= 1", file=sys.stderr)
     return 2
   try:
-    args.func(args)
+    args.func(args, extra) if args.command == "train" else args.func(args)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

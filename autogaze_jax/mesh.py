@@ -11,6 +11,7 @@ import contextlib
 import jax
 import numpy as np
 from flax import nnx
+from flax.core import spmd as flax_spmd
 from jax.sharding import PartitionSpec as P
 
 AXES = ("data", "fsdp")
@@ -25,6 +26,7 @@ DEFAULT_RULES = (
   ("kv_heads", None),
   ("vocab", None),
   ("conv_in", None),
+  ("act_embed", None),  # activations: the batch is already split over both axes
 )
 
 
@@ -39,8 +41,10 @@ def make_mesh(shape=(-1, 1), axes=AXES, devices=None) -> jax.sharding.Mesh:
     if len(devices) % known:
       raise ValueError(f"mesh shape {tuple(shape)} does not divide {len(devices)} devices")
     shape[shape.index(-1)] = len(devices) // known
-  if int(np.prod(shape)) != len(devices):
-    raise ValueError(f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, have {len(devices)}")
+  need = int(np.prod(shape))
+  if need > len(devices):
+    raise ValueError(f"mesh shape {tuple(shape)} needs {need} devices, have {len(devices)}")
+  devices = devices[:need]  # an explicit smaller shape uses the first devices
   auto = (jax.sharding.AxisType.Auto,) * len(axes)
   return jax.make_mesh(tuple(shape), tuple(axes), axis_types=auto, devices=devices)
 
@@ -53,7 +57,7 @@ def use(mesh, rules=DEFAULT_RULES):
 
 
 def logical_to_spec(names, rules=None) -> P:
-  rules = dict(rules if rules is not None else (nnx.get_logical_axis_rules() or DEFAULT_RULES))
+  rules = dict(rules if rules is not None else (flax_spmd.get_logical_axis_rules() or DEFAULT_RULES))
   return P(*[rules.get(n) if n is not None else None for n in names])
 
 

@@ -45,3 +45,12 @@ def normalize(frames_thwc: np.ndarray) -> np.ndarray:
 def preprocess(frames_thwc: np.ndarray, size=224) -> np.ndarray:
   """The whole official processor: uint8 (T, H, W, 3) -> float32 (T, 3, H', W')."""
   return normalize(resize_frames(frames_thwc, size))
+
+
+def normalize_on_device(frames_bthwc):
+  """uint8 (..., H, W, 3) on device -> float32 (..., 3, H, W), same formula as `normalize`."""
+  import jax.numpy as jnp
+
+  x = frames_bthwc.astype(jnp.float32) * jnp.float32(RESCALE) - 1.0
+  x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+  return jnp.moveaxis(x, -1, -3)

@@ -1,5 +1,7 @@
-"""A generated sample clip for the embedded default: textured background, a moving
-patterned object, and a panel of fine stripes, so there is motion and detail to gaze at."""
+"""Generated clips for the embedded default and CPU-sized training: a smooth textured
+background that may pan, one or two patterned objects moving in straight lines, and a
+panel of fine stripes, so that motion and detail are where the information is. The scene
+is a pure function of the seed."""
 
 from __future__ import annotations
 
@@ -10,23 +12,32 @@ def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0) -> np.ndarra
   """uint8 (T, size, size, 3)."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-  background = np.stack([0.35 + 0.1 * np.sin(6 * xx), 0.45 + 0.1 * np.cos(5 * yy),
-                         0.4 + 0.05 * np.sin(9 * (xx + yy))], -1)
-  background += rng.normal(0, 0.02, background.shape)
-  obj = size // 5
-  checker = ((np.indices((obj, obj)) // max(1, obj // 6)).sum(0) % 2).astype(np.float32)
+  freq = rng.uniform(2, 9, 3)
+  tint = rng.uniform(0.2, 0.6, 3)
+  pan = rng.uniform(-0.01, 0.01, 2) * (rng.random() < 0.5)
+  noise = rng.normal(0, 0.02, (size, size, 3)).astype(np.float32)
+  objects = []
+  for _ in range(rng.integers(1, 3)):
+    side = int(size * rng.uniform(0.12, 0.25))
+    cells = int(rng.integers(2, 7))
+    checker = ((np.indices((side, side)) * cells // side).sum(0) % 2).astype(np.float32)
+    start = rng.uniform(0.1, 0.9, 2)
+    vel = rng.uniform(-0.03, 0.03, 2)
+    objects.append((side, checker, start, vel, rng.uniform(0, 1, 3)))
+  stripe_y = int(rng.integers(0, size * 3 // 4))
+  stripe_h = size // 8
+  stripe_f = rng.uniform(20, 50)
   frames = []
   for t in range(num_frames):
-    f = background.copy()
-    # Fine detail: thin stripes that shift slowly (text-like texture).
-    y0, x0 = size // 10, size // 2
-    stripes = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (xx[y0 : y0 + size // 6, x0:] * 40 + t * 0.05)))
-    f[y0 : y0 + size // 6, x0:] = stripes[..., None] * np.array([0.9, 0.9, 0.8])
-    # A patterned object moving along a diagonal.
-    cy = int(size * (0.25 + 0.5 * t / max(1, num_frames - 1)))
-    cx = int(size * (0.2 + 0.4 * t / max(1, num_frames - 1)))
-    ys, xs = slice(max(0, cy - obj // 2), min(size, cy + obj // 2)), slice(max(0, cx - obj // 2), min(size, cx + obj // 2))
-    patch = checker[: ys.stop - ys.start, : xs.stop - xs.start]
-    f[ys, xs] = patch[..., None] * np.array([1.0, 0.3, 0.2]) + (1 - patch[..., None]) * 0.1
+    ox, oy = pan * t
+    f = np.stack([tint[c] + 0.12 * np.sin(freq[c] * (xx + ox + yy * (c - 1) + oy)) for c in range(3)], -1) + noise
+    band = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (xx[stripe_y : stripe_y + stripe_h] * stripe_f + 0.03 * t)))
+    f[stripe_y : stripe_y + stripe_h] = band[..., None] * 0.85 + 0.05
+    for side, checker, start, vel, colour in objects:
+      cy, cx = ((start + vel * t) % 1.0 * size).astype(int)
+      y0, x0 = max(0, cy - side // 2), max(0, cx - side // 2)
+      y1, x1 = min(size, y0 + side), min(size, x0 + side)
+      patch = checker[: y1 - y0, : x1 - x0, None]
+      f[y0:y1, x0:x1] = patch * colour + (1 - patch) * 0.08
     frames.append(np.clip(f * 255, 0, 255).astype(np.uint8))
   return np.stack(frames)

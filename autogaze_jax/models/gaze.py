@@ -148,7 +148,7 @@ class GazeModel(nnx.Module):
     x = mesh_lib.constrain(x, ("batch", None, None, None, None))
     feats, conv_cache = self.vision_model(x, conv_cache)
     feats = feats.reshape(b, t, -1, feats.shape[-1]) + self.pos_embed[...]
-    return mesh_lib.constrain(feats, ("batch", None, None, "embed")), conv_cache
+    return mesh_lib.constrain(feats, ("batch", None, None, "act_embed")), conv_cache
 
 
 def num_params(model: nnx.Module) -> int:

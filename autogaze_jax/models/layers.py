@@ -182,4 +182,4 @@ class DecoderLayer(nnx.Module):
     )
     h = (h[:, -1:] if last_only else h) + a
     h = h + self.mlp(self.post_attention_layernorm(h))
-    return mesh_lib.constrain(h, ("batch", None, "embed")), cache
+    return mesh_lib.constrain(h, ("batch", None, "act_embed")), cache

@@ -108,7 +108,7 @@ class Reconstructor(nnx.Module):
     x = jnp.take_along_axis(tokens, jnp.where(pad, 0, ids_btg)[..., None], axis=2).reshape(b, t * g, -1)
     cls = self.cls_token[...] + self.position_embeddings[...][:, :1]
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, x.shape[-1])), x], 1)
-    x = mesh_lib.constrain(x, ("batch", None, "embed"))
+    x = mesh_lib.constrain(x, ("batch", None, "act_embed"))
     fid = jnp.concatenate([jnp.full((b, 1), -1), jnp.broadcast_to(jnp.repeat(jnp.arange(t), g), (b, t * g))], 1)
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), pad.reshape(b, t * g)], 1)
     for layer in self.layers:

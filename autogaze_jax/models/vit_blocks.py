@@ -80,4 +80,4 @@ class ViTBlock(nnx.Module):
   def __call__(self, h, fid, pad):
     h = h + self.attention(self.layernorm_before(h), fid, pad)
     m = jax.nn.gelu(self.fc1(self.layernorm_after(h)), approximate=self.approximate_gelu)
-    return mesh_lib.constrain(h + self.fc2(m), ("batch", None, "embed"))
+    return mesh_lib.constrain(h + self.fc2(m), ("batch", None, "act_embed"))

@@ -1,0 +1,49 @@
+"""Training curves and reconstruction pictures as PNG files (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
+  fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+  for k in keys:
+    pts = [(r["step"], r[k]) for r in rows if k in r]
+    if pts:
+      s, v = zip(*pts)
+      ax.plot(s, v, marker="o" if len(pts) < 30 else None, label=k)
+  ax.set_xlabel("step")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def to_uint8(x_chw: np.ndarray) -> np.ndarray:
+  """Task-space (double-normalised) pixels -> uint8 HWC for display."""
+  from autogaze_jax import preprocessing
+
+  x = np.asarray(x_chw).transpose(1, 2, 0) * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN
+  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
+def reconstructions(path: str, targets, preds, title: str) -> None:
+  """Rows: targets, predictions; each (R, 3, H, W) in task space."""
+  r = len(targets)
+  fig, axes = plt.subplots(2, r, figsize=(2 * r, 4.2), dpi=100, squeeze=False)
+  for i in range(r):
+    for row, src in enumerate((targets, preds)):
+      axes[row, i].imshow(to_uint8(src[i]))
+      axes[row, i].axis("off")
+  axes[0, 0].set_title("target", fontsize=8, loc="left")
+  axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

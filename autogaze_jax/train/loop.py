@@ -1,0 +1,69 @@
+"""The training loop shared by every stage: sharded jitted steps, deterministic batches,
+Orbax checkpoints with automatic resume and preemption saves, JSONL/TensorBoard metrics,
+periodic evaluation, and a progress bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from autogaze_jax import checkpointing, metrics
+from autogaze_jax.train import state as state_lib
+
+
+@dataclasses.dataclass
+class Stage:
+  """What a training stage supplies to the loop."""
+
+  step_fn: Callable  # jitted (state, batch, key) -> (state, metrics); donates state
+  host_batch: Callable  # step -> numpy pytree (this process's part of the global batch)
+  put_batch: Callable  # numpy pytree -> global jax arrays
+  evaluate: Callable | None = None  # (state, step) -> dict of scalars
+  clips_per_step: int = 1
+
+
+def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: int,
+        eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True):
+  """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`."""
+  ckpt = checkpointing.TrainCheckpoints(workdir, checkpoint_every, keep)
+  writer = metrics.Writer(workdir)
+  start = ckpt.latest_step() or 0
+  if start:
+    state = ckpt.restore(start, state_lib.abstract_state(state))
+  root = jax.random.key(seed)
+  if start == 0 and stage.evaluate is not None:
+    writer.write(0, stage.evaluate(state, 0))
+  t_last, n_last = time.perf_counter(), start
+  bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or jax.process_index() != 0,
+             desc="train", dynamic_ncols=True)
+  done = start
+  for step in bar:
+    batch = stage.put_batch(stage.host_batch(step))
+    state, m = stage.step_fn(state, batch, jax.random.fold_in(root, step))
+    done = step + 1
+    if done % log_every == 0 or done == steps:
+      m = jax.device_get(m)
+      if not all(np.isfinite(v) for v in m.values()):
+        raise FloatingPointError(f"non-finite metrics at step {done}: {m}")
+      now = time.perf_counter()
+      rate = (done - n_last) / max(now - t_last, 1e-9)
+      t_last, n_last = now, done
+      m.update(steps_per_s=rate, clips_per_s=rate * stage.clips_per_step)
+      writer.write(done, m)
+      bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(m.items())[:3]})
+    if stage.evaluate is not None and (done % eval_every == 0 or done == steps):
+      writer.write(done, stage.evaluate(state, done))
+    ckpt.save(done, state)
+    if ckpt.reached_preemption(done):
+      ckpt.save(done, state, force=True)
+      break
+  if done and ckpt.latest_step() != done:
+    ckpt.save(done, state, force=True)
+  ckpt.close()
+  writer.close()
+  return state
