@@ -29,11 +29,11 @@ def get_config(arg: str = "tiny"):
   c.clip_len = pick(8, 16, 16, 16)
   c.image_size = pick(64, 224, 224, 224)
   c.batch_size = pick(8, 4, 64, 256)
-  c.steps = pick(600, 2000, 50_000, 100_000)
+  c.steps = pick(3000, 2000, 50_000, 100_000)
   c.log_every = pick(20, 10, 50, 50)
   c.checkpoint_every = pick(200, 200, 1000, 1000)
   c.gaze = ml_collections.ConfigDict(dict(ratio_min=0.02, ratio_max=0.3))
-  c.eval = ml_collections.ConfigDict(dict(every=pick(50, 100, 1000, 1000), num_clips=pick(4, 2, 8, 8),
+  c.eval = ml_collections.ConfigDict(dict(every=pick(250, 100, 1000, 1000), num_clips=pick(4, 2, 8, 8),
                                           ratios=(0.1, 0.3), frames=(0, 3, 5, 7) if arg == "tiny" else (0, 5, 10, 15)))
   c.optimizer = ml_collections.ConfigDict(dict(
     name="adamw", lr=pick(2e-3, 1e-3, 1.5e-4, 1.5e-4), warmup_steps=pick(30, 50, 2000, 2000),
