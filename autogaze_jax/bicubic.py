@@ -55,3 +55,30 @@ def resize_bicubic(x_nchw, out_hw: tuple[int, int], precision=None):
   mw = jnp.asarray(bicubic_matrix(w, ow))
   y = jnp.einsum("oh,...hw->...ow", mh, x_nchw, precision=precision)
   return jnp.einsum("...hw,pw->...hp", y, mw, precision=precision)
+
+
+@functools.lru_cache(maxsize=64)
+def bicubic_matrix_antialias(in_size: int, out_size: int) -> np.ndarray:
+  """PyTorch `interpolate(mode="bicubic", antialias=True)` as an (out, in) matrix: when
+  downsampling, the cubic kernel (A = -0.5, as PIL) is widened by in/out and renormalised.
+  Used for DINOv2 position tables; not checked against a PyTorch reference here."""
+  if in_size == out_size:
+    return np.eye(in_size, dtype=np.float32)
+  scale = in_size / out_size
+  support = 2.0 * max(scale, 1.0)
+  inv = 1.0 / max(scale, 1.0)
+  a = -0.5
+
+  def cubic(x):
+    x = np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+  m = np.zeros((out_size, in_size), np.float64)
+  for i in range(out_size):
+    center = (i + 0.5) * scale
+    lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)
+    j = np.arange(lo, hi)
+    w = cubic((j - center + 0.5) * inv)
+    m[i, lo:hi] = w / w.sum()
+  return m.astype(np.float32)

@@ -67,17 +67,25 @@ class ViTAttention(nnx.Module):
 
 
 class ViTBlock(nnx.Module):
-  """h + Attn(LN(h)); h + MLP(LN(h)), exact (erf) GELU unless told otherwise."""
+  """h + s1 * Attn(LN(h)); h + s2 * MLP(LN(h)). Exact (erf) GELU unless `approximate_gelu`
+  (tanh, SigLIP); s1, s2 are learned per-channel layer scales (DINOv2) or 1."""
 
-  def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs, approximate_gelu=False):
+  def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs,
+               approximate_gelu=False, layer_scale=False):
     self.layernorm_before = _layer_norm(d, eps, rngs)
     self.attention = ViTAttention(d, heads, rngs)
     self.layernorm_after = _layer_norm(d, eps, rngs)
     self.fc1 = _linear(d, mlp, ("embed", "mlp"), rngs)
     self.fc2 = _linear(mlp, d, ("mlp", "embed"), rngs)
     self.approximate_gelu = approximate_gelu
+    self.layer_scale = layer_scale
+    if layer_scale:
+      self.scale1 = nnx.Param(jnp.ones((d,)), out_sharding=("embed",))
+      self.scale2 = nnx.Param(jnp.ones((d,)), out_sharding=("embed",))
 
   def __call__(self, h, fid, pad):
-    h = h + self.attention(self.layernorm_before(h), fid, pad)
-    m = jax.nn.gelu(self.fc1(self.layernorm_after(h)), approximate=self.approximate_gelu)
-    return mesh_lib.constrain(h + self.fc2(m), ("batch", None, "act_embed"))
+    a = self.attention(self.layernorm_before(h), fid, pad)
+    h = h + (a * self.scale1[...] if self.layer_scale else a)
+    m = self.fc2(jax.nn.gelu(self.fc1(self.layernorm_after(h)), approximate=self.approximate_gelu))
+    h = h + (m * self.scale2[...] if self.layer_scale else m)
+    return mesh_lib.constrain(h, ("batch", None, "act_embed"))

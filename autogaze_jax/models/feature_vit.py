@@ -1,0 +1,160 @@
+"""Frozen ViT feature extractors for the perceptual reconstruction losses (TRAINING.md §1.8):
+DINOv2-with-registers (ViT-B/14) and the SigLIP2 vision tower (ViT-B/16), loaded from
+HF-layout safetensors that a user supplies.
+
+Features are the last 4 hidden states (block outputs before the final LayerNorm) of the
+patch tokens, concatenated on channels: (N, patches, 4 * D).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import bicubic, preprocessing
+from autogaze_jax import weight_mapping as wm
+from autogaze_jax.models.vit_blocks import ViTBlock, _linear
+
+
+def dinov2_reg_config(size: str = "base") -> ml_collections.ConfigDict:
+  w = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}[size]
+  return ml_collections.ConfigDict(dict(
+    kind="dinov2_reg", hidden=w[0], layers=w[1], heads=w[2], mlp=w[3], patch=14, eps=1e-6,
+    approximate_gelu=False, layer_scale=True, cls=True, registers=4, pos_grid=37,
+    pos_antialias=True, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+  ))
+
+
+def siglip2_config(size: str = "base") -> ml_collections.ConfigDict:
+  w = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}[size]
+  return ml_collections.ConfigDict(dict(
+    kind="siglip2", hidden=w[0], layers=w[1], heads=w[2], mlp=w[3], patch=16, eps=1e-6,
+    approximate_gelu=True, layer_scale=False, cls=False, registers=0, pos_grid=14,
+    pos_antialias=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+  ))
+
+
+class FeatureViT(nnx.Module):
+  def __init__(self, cfg, rngs: nnx.Rngs):
+    self.cfg = cfg
+    d = cfg.hidden
+    self.patch_proj = _linear(3 * cfg.patch**2, d, ("conv_in", "embed"), rngs)
+    n_pos = cfg.pos_grid**2 + (1 if cfg.cls else 0)
+    self.pos_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (n_pos, d)))
+    if cfg.cls:
+      self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, d)))
+    if cfg.registers:
+      self.register_tokens = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (cfg.registers, d)))
+    self.blocks = nnx.List([
+      ViTBlock(d, cfg.heads, cfg.mlp, cfg.eps, rngs, cfg.approximate_gelu, cfg.layer_scale)
+      for _ in range(cfg.layers)
+    ])
+
+  def _pos_table(self, grid: int):
+    table = self.pos_embed[...]
+    cls_row, patches = (table[:1], table[1:]) if self.cfg.cls else (None, table)
+    g0 = self.cfg.pos_grid
+    if grid != g0:
+      mat = (bicubic.bicubic_matrix_antialias if self.cfg.pos_antialias else bicubic.bicubic_matrix)(g0, grid)
+      m = jnp.asarray(mat)
+      patches = jnp.einsum("ih,hwd,jw->ijd", m, patches.reshape(g0, g0, -1), m).reshape(grid * grid, -1)
+    return cls_row, patches
+
+  def features(self, pixels_n3hw):
+    """Pixels already in the teacher's own normalisation -> (N, patches, 4 * D)."""
+    n, _, h, w = pixels_n3hw.shape
+    p = self.cfg.patch
+    gh, gw = h // p, w // p
+    x = pixels_n3hw[:, :, : gh * p, : gw * p].reshape(n, 3, gh, p, gw, p)
+    x = self.patch_proj(x.transpose(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, 3 * p * p))
+    cls_row, pos = self._pos_table(gh)
+    x = x + pos
+    prefix = []
+    if self.cfg.cls:
+      prefix.append(jnp.broadcast_to(self.cls_token[...] + cls_row, (n, 1, x.shape[-1])))
+    if self.cfg.registers:
+      prefix.append(jnp.broadcast_to(self.register_tokens[...], (n, self.cfg.registers, x.shape[-1])))
+    x = jnp.concatenate(prefix + [x], 1)
+    skip = len(prefix) and x.shape[1] - gh * gw
+    fid = jnp.zeros(x.shape[:2], jnp.int32)
+    pad = jnp.zeros(x.shape[:2], bool)
+    hidden = []
+    for block in self.blocks:
+      x = block(x, fid, pad)
+      hidden.append(x[:, skip:])
+    return jnp.concatenate(hidden[-4:], -1)
+
+  def __call__(self, task_pixels_n3hw):
+    """Pixels in the task's double-normalised space -> features (the official retransform:
+    back to [0, 255] without clamping, then the teacher's x/255 and mean/std)."""
+    mean = jnp.asarray(preprocessing.IMAGENET_MEAN)[:, None, None]
+    std = jnp.asarray(preprocessing.IMAGENET_STD)[:, None, None]
+    x255 = (task_pixels_n3hw * std + mean + 1.0) * 127.5
+    tm = jnp.asarray(self.cfg.mean, jnp.float32)[:, None, None]
+    ts = jnp.asarray(self.cfg.std, jnp.float32)[:, None, None]
+    return self.features((x255 / 255.0 - tm) / ts)
+
+
+def _dinov2_map(cfg) -> dict:
+  lin, same = wm.linear_to_nnx, wm.identity
+  m = {
+    "embeddings.cls_token": (("cls_token",), lambda w: w.reshape(1, -1)),
+    "embeddings.register_tokens": (("register_tokens",), lambda w: w.reshape(cfg.registers, -1)),
+    "embeddings.position_embeddings": (("pos_embed",), lambda w: w.reshape(w.shape[-2], -1)),
+    "embeddings.patch_embeddings.projection.weight": (("patch_proj", "kernel"), wm.patch_conv_to_linear),
+    "embeddings.patch_embeddings.projection.bias": (("patch_proj", "bias"), same),
+  }
+  for i in range(cfg.layers):
+    src, dst = f"encoder.layer.{i}.", ("blocks", i)
+    pairs = {"norm1": ("layernorm_before",), "norm2": ("layernorm_after",), "mlp.fc1": ("fc1",),
+             "mlp.fc2": ("fc2",), "attention.output.dense": ("attention", "out")}
+    pairs.update({f"attention.attention.{q}": ("attention", q) for q in ("query", "key", "value")})
+    for a, b in pairs.items():
+      is_norm = a.startswith("norm")
+      m[src + a + ".weight"] = (dst + b + ("scale" if is_norm else "kernel",), same if is_norm else lin)
+      m[src + a + ".bias"] = (dst + b + ("bias",), same)
+    m[src + "layer_scale1.lambda1"] = (dst + ("scale1",), same)
+    m[src + "layer_scale2.lambda1"] = (dst + ("scale2",), same)
+  return m
+
+
+def _siglip_map(cfg) -> dict:
+  lin, same = wm.linear_to_nnx, wm.identity
+  m = {
+    "vision_model.embeddings.patch_embedding.weight": (("patch_proj", "kernel"), wm.patch_conv_to_linear),
+    "vision_model.embeddings.patch_embedding.bias": (("patch_proj", "bias"), same),
+    "vision_model.embeddings.position_embedding.weight": (("pos_embed",), same),
+  }
+  for i in range(cfg.layers):
+    src, dst = f"vision_model.encoder.layers.{i}.", ("blocks", i)
+    pairs = {"layer_norm1": ("layernorm_before",), "layer_norm2": ("layernorm_after",),
+             "mlp.fc1": ("fc1",), "mlp.fc2": ("fc2",), "self_attn.out_proj": ("attention", "out")}
+    pairs.update({f"self_attn.{q[0]}_proj": ("attention", q) for q in ("query", "key", "value")})
+    for a, b in pairs.items():
+      is_norm = a.startswith("layer_norm")
+      m[src + a + ".weight"] = (dst + b + ("scale" if is_norm else "kernel",), same if is_norm else lin)
+      m[src + a + ".bias"] = (dst + b + ("bias",), same)
+  return m
+
+
+# Tensors of the HF checkpoints that the feature losses do not use.
+_UNUSED = ("mask_token", "layernorm.", "post_layernorm", "vision_model.head.")
+
+
+def load_state(model: FeatureViT, tensors: dict, prefix: str = ""):
+  """HF-layout tensors (optionally under `prefix`, e.g. "dinov2_reg.") -> model state."""
+  cfg = model.cfg
+  mapping = _dinov2_map(cfg) if cfg.kind == "dinov2_reg" else _siglip_map(cfg)
+  ours = {}
+  for k, v in tensors.items():
+    if prefix and not k.startswith(prefix):
+      continue
+    k = k[len(prefix) :]
+    if any(k.startswith(u) or k.split(".", 1)[-1].startswith(u) for u in _UNUSED) and k not in mapping:
+      continue
+    ours[k] = np.asarray(v)
+  state = nnx.state(model)
+  arrays = wm.convert(ours, mapping, wm.expected_shapes(state))
+  return wm.load_into(state, arrays)
