@@ -8,7 +8,7 @@ import numpy as np
 
 
 class VideoError(ValueError):
-  pass
+  """A video file that is missing, unreadable or too short (the message names the file)."""
 
 
 def read_frames(path: str, num_frames: int | None = 16, start: int = 0) -> np.ndarray:
