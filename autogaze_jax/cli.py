@@ -1,4 +1,4 @@
-"""`autogaze-jax` command line: gaze, convert, demo, train.
+"""`autogaze-jax` command line: gaze, gaze-video, convert, demo, train.
 
 Every user error (bad ratio, unreadable video, mismatched checkpoint, ...) ends with one
 line `error: ...` on stderr and exit status 2; nothing already written is removed.
@@ -142,6 +142,24 @@ def _frames_for_picture(video_t3hw):
   return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
 
 
+def cmd_gaze_video(args) -> None:
+  """Any resolution and length: 16x224x224 tiles, bounded memory, masks in video coordinates."""
+  from autogaze_jax import long_video
+
+  model = _load_model(args)
+  chunks = long_video.file_chunks(args.video, 16, args.max_frames)
+  out = long_video.gaze_long_video(model, chunks, _parse_ratio(args.gazing_ratio) or 0.1,
+                                   args.task_loss_requirement, args.tiles_per_batch)
+  frames = len(out["gazes_per_frame"])
+  print(f"gazed {frames} frames as {out['num_tiles']} tiles in {out['total_seconds']:.1f} s "
+        f"({out['num_tiles'] / max(out['gaze_seconds'], 1e-9):.2f} tiles/s in the decoder); "
+        f"{out['gazes_per_frame'].mean():.1f} gazes per frame")
+  if args.out:
+    np.savez_compressed(args.out, gazes_per_frame=out["gazes_per_frame"],
+                        **{f"mask_scale{s}": m for s, m in out["masks"].items()})
+    print(f"wrote {args.out}")
+
+
 def cmd_convert(args) -> None:
   from autogaze_jax import AutoGaze
 
@@ -203,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--out", help="write the outputs to this .npz")
   g.add_argument("--viz", help="write a picture of the gazes to this .png")
   g.set_defaults(func=cmd_gaze)
+
+  v = sub.add_parser("gaze-video", help="gaze a video of any resolution and length (tiles)")
+  v.add_argument("--checkpoint")
+  v.add_argument("--config", help="configs/gaze.py[:variant] for random init (no checkpoint)")
+  v.add_argument("--video", required=True)
+  v.add_argument("--gazing-ratio", help="one ratio in (0, 1], or 16 per-frame values")
+  v.add_argument("--task-loss-requirement", type=float)
+  v.add_argument("--tiles-per-batch", type=int, default=16)
+  v.add_argument("--max-frames", type=int, help="stop after this many frames")
+  v.add_argument("--out", help="per-scale masks in video coordinates (.npz)")
+  v.set_defaults(func=cmd_gaze_video)
 
   c = sub.add_parser("convert", help="official safetensors -> Orbax checkpoint")
   c.add_argument("--from", dest="src", required=True)
