@@ -65,11 +65,11 @@ def gaze_long_video(gazer, chunks: Iterable[np.ndarray], gazing_ratio, task_loss
   bar = tqdm(desc="gazing tiles", unit="tile", disable=not progress)
   for frames in chunks:
     t_real = frames.shape[0]
-    tiles, grid = tiling.tile_video(frames, (tt, size, size))
-    video = np.stack([preprocessing.normalize(tile) for tile in tiles])  # (N, 16, 3, 224, 224)
+    tiles, grid = tiling.tile_video(frames, (tt, size, size))  # uint8 (N, 16, 224, 224, 3)
     ids_all = []
-    for start in range(0, len(video), tiles_per_batch):
-      part = video[start : start + tiles_per_batch]
+    for start in range(0, len(tiles), tiles_per_batch):
+      # Normalise one batch at a time: float tiles of a whole 4K chunk would take 1.7 GB.
+      part = np.stack([preprocessing.normalize(t) for t in tiles[start : start + tiles_per_batch]])
       n = len(part)
       if n < tiles_per_batch:  # keep one compiled shape; padded tiles are dropped below
         part = np.concatenate([part, np.repeat(part[-1:], tiles_per_batch - n, 0)])

@@ -36,3 +36,18 @@ def test_file_chunks(parity_dir, tmp_path):
   bad.write_bytes(b"\x00" * 100)
   with pytest.raises(VideoError, match="cannot decode"):
     list(long_video.file_chunks(str(bad)))
+
+
+def test_cli_gaze_video(capsys, tmp_path, parity_dir):
+  import pathlib
+
+  from autogaze_jax import cli
+
+  root = pathlib.Path(__file__).resolve().parents[1]
+  mp4 = parity_dir.parent / "example_input.mp4"
+  rc = cli.main(["gaze-video", "--config", f"{root}/configs/gaze.py:tiny", "--video", str(mp4),
+                 "--gazing-ratio", "0.5", "--max-frames", "20", "--out", str(tmp_path / "m.npz")])
+  assert rc == 0, capsys.readouterr().err
+  data = np.load(tmp_path / "m.npz")
+  assert data["gazes_per_frame"].shape == (20,)
+  assert data["mask_scale64"].shape == (20, 28, 28)  # 448 px / 16-px cells of the 64-px tiles
