@@ -39,5 +39,7 @@ def get_config(arg: str = "tiny"):
     name="adamw", lr=pick(2e-3, 1e-3, 1.5e-4, 1.5e-4), warmup_steps=pick(30, 50, 2000, 2000),
     final_lr_fraction=0.1, weight_decay=0.05, momentum=0.9, grad_clip=1.0,
   ))
+  # Perceptual terms: paths of HF-layout safetensors (empty = L1 only, the default here).
+  c.perceptual = ml_collections.ConfigDict(dict(dinov2="", siglip2="", weights=(0.3, 0.3), size="base"))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))
   return c

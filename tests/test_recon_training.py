@@ -96,3 +96,19 @@ def test_config_overrides_reject_typos_and_bad_types():
     cli.apply_overrides(cfg, ["--config.steps=abc"])
 
 
+
+
+def test_training_with_perceptual_terms(tmp_path):
+  from safetensors.numpy import save_file
+
+  from autogaze_jax.models import feature_vit
+  from test_perceptual import _hf_siglip
+
+  cfg_sig = feature_vit.siglip2_config("tiny")
+  save_file(_hf_siglip(cfg_sig, np.random.default_rng(0)), str(tmp_path / "siglip.safetensors"))
+  cfg = small_cfg(steps=2)
+  cfg.perceptual.siglip2 = str(tmp_path / "siglip.safetensors")
+  cfg.perceptual.size = "tiny"
+  recon_stage0.train(cfg, str(tmp_path / "run"), progress=False)
+  rows = [r for r in metrics.read(str(tmp_path / "run" / "metrics.jsonl")) if "loss" in r]
+  assert rows and all(r["loss"] > r["l1"] for r in rows)  # the perceptual term adds to L1

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import plots, preprocessing, recon_config, reconstruction_task, sample_video, metrics
+from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task, sample_video
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import loop
 from autogaze_jax.train import state as state_lib
@@ -38,8 +38,9 @@ def clips(seed: int, first: int, count: int, frames: int, size: int) -> np.ndarr
   return np.stack([sample_video.make_clip(frames, size, seed * 1_000_003 + first + i) for i in range(count)])
 
 
-def train_step(graphdef, state, video_u8, key, *, cfg, vocab, slots):
+def train_step(graphdef, state, video_u8, key, percep_states, *, cfg, vocab, slots, percep_defs):
   ts = nnx.merge(graphdef, state)
+  terms = [(w, nnx.merge(gd, st)) for (w, gd), st in zip(percep_defs, percep_states)]
   video = preprocessing.normalize_on_device(video_u8)
   k_gaze, k_frames = jax.random.split(key)
   ids, lens = random_gazes(k_gaze, video.shape[0], video.shape[1], vocab, slots, cfg.gaze.ratio_min, cfg.gaze.ratio_max)
@@ -48,7 +49,7 @@ def train_step(graphdef, state, video_u8, key, *, cfg, vocab, slots):
 
   def loss_fn(p):
     model = nnx.merge(model_graph, p, rest)
-    out = reconstruction_task.evaluate(model, video, ids, lens, frames)
+    out = reconstruction_task.evaluate(model, video, ids, lens, frames, perceptual=terms)
     return out["loss"].mean(), out
 
   (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -83,8 +84,20 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
   graphdef, state, shardings = state_lib.create(lambda: Reconstructor(cfg.model, nnx.Rngs(cfg.seed)), tx, mesh)
   batch_sh = mesh_lib.batch_sharding(mesh, 5)
   repl = mesh_lib.replicated(mesh)
-  step = jax.jit(functools.partial(train_step, graphdef, cfg=cfg, vocab=vocab, slots=slots),
-                 in_shardings=(shardings, batch_sh, repl), out_shardings=(shardings, repl), donate_argnums=0)
+  # Optional frozen perceptual teachers (official: DINOv2-reg 0.3 + SigLIP2 0.3), passed as
+  # replicated arguments rather than baked into the program as constants.
+  terms = perceptual.build(cfg.perceptual.dinov2 or None, cfg.perceptual.siglip2 or None,
+                           tuple(cfg.perceptual.weights), cfg.perceptual.size, mesh)
+  percep_defs, percep_states = [], []
+  for w, extractor in terms:
+    gd, st = nnx.split(extractor)
+    percep_defs.append((w, gd))
+    percep_states.append(jax.device_put(st, repl))
+  jitted = jax.jit(
+    functools.partial(train_step, graphdef, cfg=cfg, vocab=vocab, slots=slots, percep_defs=tuple(percep_defs)),
+    in_shardings=(shardings, batch_sh, repl, repl), out_shardings=(shardings, repl), donate_argnums=0,
+  )
+  step = lambda st, batch, key: jitted(st, batch, key, tuple(percep_states))
   per_host = cfg.batch_size // jax.process_count()
 
   def host_batch(i):
