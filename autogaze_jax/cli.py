@@ -108,7 +108,7 @@ def _load_video(path: str, num_frames: int, start: int):
 
 
 def cmd_gaze(args) -> None:
-  from autogaze_jax import visualize
+  from autogaze_jax import preprocessing, visualize
 
   model = _load_model(args)
   video, raw = _load_video(args.video, args.num_frames, args.start)
@@ -129,17 +129,9 @@ def cmd_gaze(args) -> None:
     np.savez_compressed(args.out, **save)
     print(f"wrote {args.out}")
   if args.viz:
-    frames = raw if raw is not None else _frames_for_picture(video[0])
+    frames = raw if raw is not None else preprocessing.to_display_uint8(video[0])
     visualize.save_gaze_picture(args.viz, frames, out)
     print(f"wrote {args.viz}")
-
-
-def _frames_for_picture(video_t3hw):
-  """Undo the official normalisation approximately, for display only."""
-  from autogaze_jax import preprocessing
-
-  x = video_t3hw.transpose(0, 2, 3, 1) * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN
-  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
 
 
 def cmd_gaze_video(args) -> None:

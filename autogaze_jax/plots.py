@@ -8,6 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from autogaze_jax import preprocessing  # noqa: E402
+
 
 def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
   fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
@@ -25,21 +27,13 @@ def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
   plt.close(fig)
 
 
-def to_uint8(x_chw: np.ndarray) -> np.ndarray:
-  """Task-space (double-normalised) pixels -> uint8 HWC for display."""
-  from autogaze_jax import preprocessing
-
-  x = np.asarray(x_chw).transpose(1, 2, 0) * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN
-  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
-
-
 def reconstructions(path: str, targets, preds, title: str) -> None:
   """Rows: targets, predictions; each (R, 3, H, W) in task space."""
   r = len(targets)
   fig, axes = plt.subplots(2, r, figsize=(2 * r, 4.2), dpi=100, squeeze=False)
   for i in range(r):
     for row, src in enumerate((targets, preds)):
-      axes[row, i].imshow(to_uint8(src[i]))
+      axes[row, i].imshow(preprocessing.to_display_uint8(src[i]))
       axes[row, i].axis("off")
   axes[0, 0].set_title("target", fontsize=8, loc="left")
   axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")

@@ -42,6 +42,12 @@ def normalize(frames_thwc: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+def to_display_uint8(x_3hw: np.ndarray) -> np.ndarray:
+  """Inverse of `normalize` for pictures: float (..., 3, H, W) -> uint8 (..., H, W, 3)."""
+  x = np.moveaxis(np.asarray(x_3hw), -3, -1) * IMAGENET_STD + IMAGENET_MEAN
+  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
 def preprocess(frames_thwc: np.ndarray, size=224) -> np.ndarray:
   """The whole official processor: uint8 (T, H, W, 3) -> float32 (T, 3, H', W')."""
   return normalize(resize_frames(frames_thwc, size))

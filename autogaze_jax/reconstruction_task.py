@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from autogaze_jax import recon_config
+from autogaze_jax import bicubic, recon_config
 
 
 def sample_frames(key, num_frames: int, rate: float):
@@ -50,8 +50,6 @@ def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
   size = pred.shape[-1]
   target = video_bt3hw[:, frame_idx_r]
   if target.shape[-1] != size:
-    from autogaze_jax import bicubic
-
     target = bicubic.resize_bicubic(target, (size, size))
   loss = jnp.mean(jnp.abs(pred.astype(jnp.float32) - target), axis=(2, 3, 4))  # (B, R)
   l1 = loss

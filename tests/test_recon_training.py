@@ -49,7 +49,7 @@ def _final_params(workdir, cfg):
   tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
   _, state, _ = state_lib.create(lambda: Reconstructor(cfg.model, nnx.Rngs(0)), tx, mesh)
   ck = checkpointing.TrainCheckpoints(str(workdir), 1)
-  restored = ck.restore(ck.latest_step(), state_lib.abstract_state(state))
+  restored = ck.restore(ck.latest_step(), checkpointing.abstract_like(state))
   ck.close()
   return restored
 

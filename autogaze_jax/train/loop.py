@@ -13,7 +13,6 @@ import numpy as np
 from tqdm import tqdm
 
 from autogaze_jax import checkpointing, metrics
-from autogaze_jax.train import state as state_lib
 
 
 @dataclasses.dataclass
@@ -34,7 +33,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   writer = metrics.Writer(workdir)
   start = ckpt.latest_step() or 0
   if start:
-    state = ckpt.restore(start, state_lib.abstract_state(state))
+    state = ckpt.restore(start, checkpointing.abstract_like(state))
   root = jax.random.key(seed)
   if start == 0 and stage.evaluate is not None:
     writer.write(0, stage.evaluate(state, 0))

@@ -114,13 +114,14 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
     held_ids.append(ids)
     held_lens.append(lens)
   ev = jax.jit(functools.partial(eval_l1, graphdef))
+  held_dev = jax.device_put(held, mesh_lib.replicated(mesh))
   eval_frames = jnp.asarray([f for f in cfg.eval.frames if f < cfg.clip_len])
   last_pictures = {}
 
   def evaluate(state, i):
     out = {}
     for r, ids, lens in zip(cfg.eval.ratios, held_ids, held_lens):
-      l1, pred, target = ev(state, jnp.asarray(held), ids, lens, eval_frames)
+      l1, pred, target = ev(state, held_dev, ids, lens, eval_frames)
       out[f"eval_l1_ratio_{r:g}"] = l1
       last_pictures[r] = (np.asarray(pred), np.asarray(target))
     return out

@@ -39,6 +39,3 @@ def create(make_model, tx, mesh):
     state = jax.jit(lambda: nnx.state(TrainState(make_model(), tx)), out_shardings=shardings)()
   return graphdef, state, shardings
 
-
-def abstract_state(state):
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
