@@ -1,0 +1,148 @@
+"""NTP labels: the official `gazing_labels.json` format (TRAINING.md §6.1) and its conversion
+to fixed-shape training arrays.
+
+A labels file is one JSON object `{video path: {"gazing_pos": T lists of GLOBAL ids
+t * V + local, in selection order, "task_losses": T lists of the same lengths}}`. Keys are
+reduced to their last three path components (`DATASET/SPLIT/FILE.mp4`) when read.
+
+Arrays (§6.2 semantics with a static cap, §11.4): per clip, local ids (T, G) with PAD = V,
+the number of real gazes per frame (T,), and task-loss targets (T, G) padded with the
+frame's last value. G is one static cap for every frame, a multiple of K, so one compile
+serves every batch; padding is masked everywhere, so it changes no loss.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+
+import numpy as np
+
+
+def key_of(path: str) -> str:
+  """The last three path components, e.g. '/data/InternVid/train/x.mp4' -> 'InternVid/train/x.mp4'."""
+  parts = [p for p in str(path).replace("\\", "/").split("/") if p]
+  return "/".join(parts[-3:])
+
+
+def _expand(paths) -> list[str]:
+  items = paths.split(",") if isinstance(paths, str) else list(paths)
+  out = []
+  for item in (s.strip() for s in items):
+    if not item:
+      continue
+    matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+    if not matches:
+      raise FileNotFoundError(f"labels: no file matches {item!r}")
+    out.extend(matches)
+  if not out:
+    raise ValueError("labels: no labels file given")
+  return out
+
+
+def read(paths) -> dict:
+  """Reads one or more labels files (a list, or comma-separated paths/glob patterns).
+
+  Later files override earlier ones key by key; keys are reduced with `key_of`.
+  """
+  merged = {}
+  for path in _expand(paths):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"labels: {path} does not exist")
+    with open(path) as f:
+      try:
+        data = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"labels: {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+      raise ValueError(f"labels: {path} must hold one JSON object keyed by video path")
+    for key, entry in data.items():
+      merged[key_of(key)] = entry
+  return merged
+
+
+def write(path: str, labels: dict) -> None:
+  """Writes labels in the official format (plain ints and floats)."""
+  out = {
+    key: {"gazing_pos": [[int(g) for g in fr] for fr in e["gazing_pos"]],
+          "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
+    for key, e in labels.items()
+  }
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(out, f)
+
+
+def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:
+  """Raises ValueError naming the clip and frame of the first problem."""
+  if not isinstance(entry, dict) or "gazing_pos" not in entry or "task_losses" not in entry:
+    raise ValueError(f"labels[{key!r}]: needs keys 'gazing_pos' and 'task_losses'")
+  pos, losses = entry["gazing_pos"], entry["task_losses"]
+  if len(pos) != num_frames or len(losses) != num_frames:
+    raise ValueError(
+      f"labels[{key!r}]: expected {num_frames} frames, got {len(pos)} gazing_pos and {len(losses)} task_losses lists"
+    )
+  for t, (ids, ls) in enumerate(zip(pos, losses)):
+    if len(ids) == 0:
+      raise ValueError(f"labels[{key!r}]: frame {t} has no gazes (every frame list must be non-empty)")
+    if len(ids) != len(ls):
+      raise ValueError(f"labels[{key!r}]: frame {t} has {len(ids)} gazes but {len(ls)} task_losses")
+    lo, hi = t * vocab, (t + 1) * vocab
+    bad = [g for g in ids if not (isinstance(g, (int, np.integer)) and lo <= g < hi)]
+    if bad:
+      raise ValueError(
+        f"labels[{key!r}]: frame {t} holds {bad[0]!r}, not a global id in [{lo}, {hi}) "
+        f"(gazing_pos must be global ids t * {vocab} + local)"
+      )
+    if len(set(ids)) != len(ids):
+      raise ValueError(f"labels[{key!r}]: frame {t} repeats a gaze")
+    if not all(np.isfinite(float(x)) for x in ls):
+      raise ValueError(f"labels[{key!r}]: frame {t} has a non-finite task loss")
+
+
+def slot_cap(labels: dict, k: int) -> int:
+  """The smallest static per-frame slot count (a multiple of K) that holds every label."""
+  longest = max((len(fr) for e in labels.values() for fr in e["gazing_pos"]), default=1)
+  return k * math.ceil(longest / k)
+
+
+def to_arrays(entry, vocab: int, slots: int, key: str = "?"):
+  """One clip's labels -> local ids (T, G) int32 (PAD = V), lens (T,) int32, targets (T, G) f32."""
+  num_frames = len(entry["gazing_pos"])
+  validate_entry(key, entry, num_frames, vocab)
+  ids = np.full((num_frames, slots), vocab, np.int32)
+  lens = np.zeros((num_frames,), np.int32)
+  targets = np.zeros((num_frames, slots), np.float32)
+  for t, (pos, ls) in enumerate(zip(entry["gazing_pos"], entry["task_losses"])):
+    n = len(pos)
+    if n > slots:
+      raise ValueError(f"labels[{key!r}]: frame {t} has {n} gazes, more than the {slots} slots per frame")
+    ids[t, :n] = np.asarray(pos, np.int64) - t * vocab
+    lens[t] = n
+    targets[t, :n] = ls
+    targets[t, n:] = ls[-1]
+  return ids, lens, targets
+
+
+def collate(entries, vocab: int, slots: int, keys=None) -> dict:
+  """A batch of clips' labels -> {"ids": (B, T, G), "lens": (B, T), "task_losses": (B, T, G)}."""
+  keys = list(keys) if keys is not None else [str(i) for i in range(len(entries))]
+  arrays = [to_arrays(e, vocab, slots, k) for e, k in zip(entries, keys)]
+  if not arrays:
+    raise ValueError("labels: cannot collate an empty batch")
+  frames = {a[0].shape[0] for a in arrays}
+  if len(frames) != 1:
+    raise ValueError(f"labels: clips in one batch have different frame counts {sorted(frames)}")
+  ids, lens, targets = (np.stack(x) for x in zip(*arrays))
+  return {"ids": ids, "lens": lens, "task_losses": targets}
+
+
+def from_arrays(ids_tg, lens_t, losses_tg, vocab: int) -> dict:
+  """The inverse of `to_arrays`: one clip's official entry with global ids."""
+  ids, lens, losses = np.asarray(ids_tg), np.asarray(lens_t), np.asarray(losses_tg)
+  return {
+    "gazing_pos": [[int(g) + t * vocab for g in ids[t, : lens[t]]] for t in range(ids.shape[0])],
+    "task_losses": [[float(x) for x in losses[t, : lens[t]]] for t in range(ids.shape[0])],
+  }

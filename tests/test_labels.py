@@ -1,0 +1,66 @@
+"""gazing_labels.json: read/write, key reduction and merging, validation errors, collation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from autogaze_jax import labels
+
+V = 20
+A = {"gazing_pos": [[3, 7], [25]], "task_losses": [[0.9, 0.5], [0.4]]}
+B = {"gazing_pos": [[1], [20, 39, 22, 30]], "task_losses": [[0.8], [0.7, 0.6, 0.5, 0.3]]}
+
+
+def test_write_read_round_trip(tmp_path):
+  path = tmp_path / "sub" / "labels.json"
+  labels.write(str(path), {"ds/train/a.mp4": A, "ds/train/b.mp4": B})
+  assert labels.read(str(path)) == {"ds/train/a.mp4": A, "ds/train/b.mp4": B}
+
+
+def test_keys_reduced_and_later_files_override(tmp_path):
+  (tmp_path / "one.json").write_text(json.dumps({"/data/x/ds/train/a.mp4": A, "/data/ds/train/b.mp4": A}))
+  (tmp_path / "two.json").write_text(json.dumps({"/other/root/ds/train/b.mp4": B}))
+  got = labels.read(f"{tmp_path}/one.json,{tmp_path}/two.json")
+  assert got == {"ds/train/a.mp4": A, "ds/train/b.mp4": B}
+  assert labels.read(f"{tmp_path}/*.json") == got  # glob patterns, sorted
+  assert labels.key_of("a.mp4") == "a.mp4" and labels.key_of("/r/d/s/f.mp4") == "d/s/f.mp4"
+
+
+def test_collate_hand_example():
+  out = labels.collate([A, B], V, slots=labels.slot_cap({"a": A, "b": B}, k=3))
+  ids, lens, tl = out["ids"], out["lens"], out["task_losses"]
+  assert ids.shape == (2, 2, 6) and ids.dtype == np.int32  # longest frame 4 -> 2 blocks of K=3
+  np.testing.assert_array_equal(ids[0], [[3, 7, V, V, V, V], [5, V, V, V, V, V]])
+  np.testing.assert_array_equal(ids[1], [[1, V, V, V, V, V], [0, 19, 2, 10, V, V]])
+  np.testing.assert_array_equal(lens, [[2, 1], [1, 4]])
+  np.testing.assert_allclose(tl[0], [[0.9, 0.5, 0.5, 0.5, 0.5, 0.5], [0.4] * 6])  # padded with last value
+  np.testing.assert_allclose(tl[1, 1], [0.7, 0.6, 0.5, 0.3, 0.3, 0.3])
+  back = labels.from_arrays(ids[1], lens[1], tl[1], V)
+  assert back["gazing_pos"] == B["gazing_pos"]
+  np.testing.assert_allclose(back["task_losses"][1], B["task_losses"][1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry, frames, message", [
+  ({"gazing_pos": [[3], [4]], "task_losses": [[0.1], [0.2]]}, 2, "not a global id in \\[20, 40\\)"),
+  ({"gazing_pos": [[3], []], "task_losses": [[0.1], []]}, 2, "frame 1 has no gazes"),
+  ({"gazing_pos": [[3, 4], [21]], "task_losses": [[0.1], [0.2]]}, 2, "2 gazes but 1 task_losses"),
+  ({"gazing_pos": [[3], [21]], "task_losses": [[0.1], [0.2]]}, 3, "expected 3 frames"),
+  ({"gazing_pos": [[3, 3], [21]], "task_losses": [[0.1, 0.1], [0.2]]}, 2, "repeats a gaze"),
+  ({"gazing_pos": [[3]]}, 1, "needs keys"),
+])
+def test_validation_errors_name_the_problem(entry, frames, message):
+  with pytest.raises(ValueError, match=message):
+    labels.validate_entry("ds/train/x.mp4", entry, frames, V)
+
+
+def test_collate_errors(tmp_path):
+  with pytest.raises(ValueError, match="more than the 3 slots"):
+    labels.collate([B], V, slots=3)
+  with pytest.raises(ValueError, match="different frame counts"):
+    labels.collate([A, {"gazing_pos": [[1]], "task_losses": [[0.5]]}], V, slots=6)
+  with pytest.raises(FileNotFoundError, match="no file matches"):
+    labels.read(f"{tmp_path}/none*.json")
+  (tmp_path / "bad.json").write_text("[1, 2]")
+  with pytest.raises(ValueError, match="one JSON object"):
+    labels.read(str(tmp_path / "bad.json"))
