@@ -1,0 +1,161 @@
+"""NTP: the loss against a direct computation in the official layout, learning, sharded and
+accumulated steps equal the plain step, the non-finite guard."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from autogaze_jax import config, labels, sample_video
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.train import ntp
+from autogaze_jax.train import state as state_lib
+
+V, K = 20, 3
+
+
+def random_labels(seed, clips, frames, max_len=5, fixed_len=None):
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(clips):
+    lens = [fixed_len or int(rng.integers(1, max_len + 1)) for _ in range(frames)]
+    pos = [(rng.permutation(V)[:n] + t * V).tolist() for t, n in enumerate(lens)]
+    losses = [np.sort(rng.uniform(0.3, 1.5, n))[::-1].tolist() for n in lens]
+    out.append({"gazing_pos": pos, "task_losses": losses})
+  return out
+
+
+def official_collate(entries, frames):
+  """§6.2 literally: per frame L_t = batch max, L_t + 1 slots, -1 pads, losses padded with the last."""
+  pos, pad, tl = [], [], []
+  n_t = [max(len(e["gazing_pos"][t]) for e in entries) + 1 for t in range(frames)]
+  for e in entries:
+    p, q, w = [], [], []
+    for t in range(frames):
+      g, l = e["gazing_pos"][t], e["task_losses"][t]
+      extra = n_t[t] - len(g)
+      p += g + [-1] * extra
+      q += [False] * len(g) + [True] * extra
+      w += l + [l[-1]] * extra
+    pos.append(p), pad.append(q), tl.append(w)
+  return np.array(pos), np.array(pad), np.array(n_t), np.array(tl, np.float32)
+
+
+def test_loss_equals_direct_official_computation(tiny, tiny_video):
+  video = tiny_video[:2, :2]
+  entries = random_labels(1, 2, 2)
+  pos, pad, n_t, tl = official_collate(entries, 2)
+  out = tiny.gaze(video, gazing_info={"gazing_pos": pos, "if_padded_gazing": pad, "num_gazing_each_frame": n_t})
+  assert out["log_action_probs"].shape == pos.shape
+  m = ~pad
+  denom = m.sum() / m.shape[0] + 1e-6
+  ntp_b = -(out["log_action_probs"] * m).sum(1) / denom
+  tlp_b = ((out["task_loss_prediction"] - tl) ** 2 * m).sum(1) / denom
+  want = (ntp_b + tlp_b).mean()
+
+  batch = labels.collate(entries, V, labels.slot_cap(dict(enumerate(entries)), K))
+  batch["video"] = video
+  with jax.default_matmul_precision("highest"):
+    got, aux = ntp.loss(tiny.model, batch)
+    only_ntp, _ = ntp.loss(tiny.model, batch, optimize_tlp=False)
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  np.testing.assert_allclose(float(only_ntp), ntp_b.mean(), rtol=1e-5)
+  np.testing.assert_allclose(float(aux["task_loss_prediction_loss"]), tlp_b.mean(), rtol=1e-5)
+  assert float(aux["real_slots_per_clip"]) == m.sum() / 2  # the "+1 EOS" slots are not targets
+
+
+def opt_cfg(lr=1e-2, schedule="constant", name="adam"):
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, min_lr=1e-5, schedule=schedule, grad_clip=0.0))
+
+
+@pytest.fixture(scope="module")
+def sgd_state():
+  """One SGD state made on a (4, 2) mesh, plus its shardings on one device (one init compile)."""
+  mesh8 = mesh_lib.make_mesh((4, 2))
+  mesh1 = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  graphdef, st, sh8 = state_lib.create(lambda: GazeModel(config.tiny_config(), nnx.Rngs(0)),
+                                       ntp.make_optimizer(opt_cfg(0.05, name="sgd"), 100), mesh8)
+  sh1 = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh1, s.spec), sh8)
+  host = jax.device_get(st)
+  steps = {}
+
+  def fresh(mesh, accum=1):
+    """(state, jitted step, batch shardings) on `mesh`; steps are compiled once per setting."""
+    sh = sh8 if mesh is mesh8 else sh1
+    if (id(mesh), accum) not in steps:
+      steps[id(mesh), accum] = ntp.jit_step(graphdef, sh, mesh, accum_steps=accum)
+    step, batch_sh = steps[id(mesh), accum]
+    return jax.device_put(host, sh), step, batch_sh
+
+  return fresh, mesh1, mesh8
+
+
+def make_batch(entries, frames):
+  clips = np.stack([sample_video.make_clip(frames, 64, seed=i) for i in range(len(entries))])
+  return ntp.host_arrays(clips, labels.collate(entries, V, 6))
+
+
+def put(batch, batch_sh):
+  return {k: jax.device_put(v, batch_sh[k]) for k, v in batch.items()}
+
+
+def params_of(st):
+  return [np.asarray(x) for x in jax.tree.leaves(st["model"])]
+
+
+def test_steps_reduce_the_loss(sgd_state):
+  fresh, mesh1, _ = sgd_state
+  st, step, batch_sh = fresh(mesh1)
+  batch = put(make_batch(random_labels(2, 8, 2, fixed_len=4), 2), batch_sh)
+  losses = []
+  for _ in range(12):
+    st, m = step(st, batch, jax.random.key(0))
+    ntp.check_finite(m)
+    losses.append(float(m["loss"]))
+  assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_sharded_and_accumulated_steps_equal_single_device(sgd_state):
+  fresh, mesh1, mesh8 = sgd_state
+  batch = make_batch(random_labels(3, 8, 2, fixed_len=4), 2)  # equal lengths: equal denominators
+  results = []
+  for mesh, accum in ((mesh1, 1), (mesh8, 1), (mesh1, 2)):
+    st, step, batch_sh = fresh(mesh, accum)
+    with mesh_lib.use(mesh):
+      st, m = step(st, put(batch, batch_sh), jax.random.key(0))
+    results.append((params_of(st), float(m["loss"])))
+  for params, value in results[1:]:
+    np.testing.assert_allclose(value, results[0][1], rtol=1e-5)
+    for a, b in zip(params, results[0][0]):  # SGD: params move by lr * grad
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_nonfinite_labels_skip_the_update_and_are_named(sgd_state):
+  fresh, mesh1, _ = sgd_state
+  st, step, batch_sh = fresh(mesh1)
+  before = params_of(st)
+  batch = make_batch(random_labels(4, 8, 2, fixed_len=4), 2)
+  batch["task_losses"][0, 0, 0] = np.nan
+  st, m = step(st, put(batch, batch_sh), jax.random.key(0))
+  for a, b in zip(params_of(st), before):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(FloatingPointError, match="non-finite task_losses, task_loss_prediction_loss, grad_norm at step 7"):
+    ntp.check_finite(m, step=7)
+
+
+def test_optimizer_linear_schedule_and_errors():
+  tx = ntp.make_optimizer(opt_cfg(0.5, "linear", name="sgd"), 10)  # lr 0.5 -> min_lr over 10 steps
+  grads = {"w": np.ones((), np.float32)}
+  opt = tx.init(grads)
+  steps = []
+  for _ in range(12):
+    u, opt = tx.update(grads, opt)
+    steps.append(-float(u["w"]))
+  np.testing.assert_allclose(steps[0], 0.5)  # no warmup: the first update is a full step
+  np.testing.assert_allclose(steps[10:], [1e-5, 1e-5], rtol=1e-4)
+  with pytest.raises(ValueError, match="optimizer.name"):
+    ntp.make_optimizer(opt_cfg(name="lion"), 10)
+  with pytest.raises(ValueError, match="optimizer.schedule"):
+    ntp.make_optimizer(opt_cfg(schedule="cosine"), 10)
