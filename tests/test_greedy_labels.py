@@ -1,0 +1,94 @@
+"""Greedy label search: equals a brute-force loop, stops at ε, the subset variant, the file."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from autogaze_jax import labels, recon_config, reconstruction_task, sample_video
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.models.reconstructor import Reconstructor
+from autogaze_jax.train import greedy_labels, synthetic_clips
+
+T, BUDGETS = 2, (3, 2)
+
+
+@pytest.fixture(scope="module")
+def recon():
+  cfg = recon_config.recon_config("tiny")
+  cfg.scales = (32, 64)
+  with mesh_lib.use(mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])):
+    return Reconstructor(cfg, nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def clips():
+  return np.stack([sample_video.make_clip(T, 64, seed=s) for s in (5, 6)])
+
+
+@pytest.fixture(scope="module")
+def full(recon, clips):
+  return greedy_labels.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips)
+
+
+def brute_force(recon, clip, vocab=20):
+  """The §6.3 loop, one candidate per reconstructor call."""
+  from autogaze_jax import preprocessing
+
+  video = jax.numpy.asarray(preprocessing.normalize(clip))[None]
+  loss_of = jax.jit(lambda ids, t: reconstruction_task.evaluate(
+    recon, video, ids, jax.numpy.full((1, T), max(BUDGETS)), t[None])["loss_each_frame"][0, 0])
+  ids = np.full((1, T, max(BUDGETS)), vocab, np.int32)
+  pos, losses = [], []
+  for t in range(T):
+    seq, ls = [], []
+    for s in range(BUDGETS[t]):
+      trial = {}
+      for c in sorted(set(range(vocab)) - set(seq)):
+        cand = ids.copy()
+        cand[0, t, s] = c
+        trial[c] = float(loss_of(cand, np.int32(t)))
+      best = min(trial, key=trial.get)
+      ids[0, t, s] = best
+      seq.append(best), ls.append(trial[best])
+    pos.append([c + t * vocab for c in seq]), losses.append(ls)
+  return pos, losses
+
+
+def test_greedy_matches_brute_force(recon, clips, full):
+  for clip, entry in zip(clips, full):
+    pos, losses = brute_force(recon, clip)
+    assert entry["gazing_pos"] == pos
+    np.testing.assert_allclose(sum(entry["task_losses"], []), sum(losses, []), rtol=1e-5)
+
+
+def test_stops_at_eps(recon, clips, full):
+  eps = full[0]["task_losses"][0][1]  # clip 0 reaches it with its 2nd gaze of frame 0
+  got = greedy_labels.GreedySearch(recon, BUDGETS, eps=eps, chunk=8)(clips)
+  assert got[0]["gazing_pos"][0] == full[0]["gazing_pos"][0][:2]
+  for entry in got:
+    for t, ls in enumerate(entry["task_losses"]):
+      assert all(x > eps for x in ls[:-1]) and (ls[-1] <= eps or len(ls) == BUDGETS[t])
+
+
+def test_random_candidate_subset(recon, clips, full):
+  got = greedy_labels.GreedySearch(recon, BUDGETS, eps=-1.0, num_candidates=5, chunk=4, seed=1)(clips)
+  for entry, best in zip(got, full):
+    for t, ids in enumerate(entry["gazing_pos"]):
+      assert len(ids) == BUDGETS[t] and len(set(ids)) == len(ids)
+    assert entry["task_losses"][0][0] >= best["task_losses"][0][0] - 1e-6  # a subset cannot beat all
+
+
+def test_label_clips_writes_a_loadable_file(recon, tmp_path):
+  search = greedy_labels.GreedySearch(recon, BUDGETS, eps=0.0, num_candidates=4, chunk=4)
+  source = synthetic_clips.source(10, 3, T, 64)
+  entries = greedy_labels.label_clips(search, source, batch_size=2, progress=False)
+  labels.write(str(tmp_path / "l.json"), entries)
+  back = labels.read(str(tmp_path / "l.json"))
+  assert sorted(back) == [synthetic_clips.key(s) for s in (10, 11, 12)]
+  batch = labels.collate(list(back.values()), 20, labels.slot_cap(back, 3))
+  assert batch["ids"].shape == (3, T, 3) and (batch["lens"] == np.array(BUDGETS)).all()
+  np.testing.assert_array_equal(synthetic_clips.clip("synthetic/train/11.mp4", T, 64),
+                                sample_video.make_clip(T, 64, 11))
+  with pytest.raises(ValueError, match="budgets"):
+    greedy_labels.GreedySearch(recon, (0, 2), eps=0.0)
