@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -61,9 +62,21 @@ def abstract_like(tree):
   )
 
 
+class _IteratorSnapshot:
+  """A data iterator's state taken when `save` is called (an async save writes it later,
+  when the iterator has moved on)."""
+
+  def __init__(self, iterator):
+    self.state = json.dumps(iterator.get_state()).encode()
+
+  def get_state(self) -> bytes:
+    return self.state
+
+
 class TrainCheckpoints:
-  """Orbax CheckpointManager for training state: keep-last-N, interval saves, preemption
-  saves, resume from the latest step. All processes must call save/restore."""
+  """Orbax CheckpointManager for training state (item `state`) and, when given, the Grain
+  data iterator's position (item `data`, one JSON file per process): keep-last-N, interval
+  saves, preemption saves, resume from the latest step. All processes must call save/restore."""
 
   def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):
     policies = ocp.checkpoint_managers
@@ -81,12 +94,21 @@ class TrainCheckpoints:
   def latest_step(self):
     return self.mngr.latest_step()
 
-  def save(self, step: int, state, force: bool = False) -> bool:
-    return self.mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+  def save(self, step: int, state, force: bool = False, data_iterator=None) -> bool:
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iterator))
+    return self.mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, step: int, abstract_state):
+  def restore(self, step: int, abstract_state, data_iterator=None):
+    """The state; `data_iterator` (if given) is moved to where it was at the save."""
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iterator is not None:
+      if "data" not in self.mngr.item_metadata(step):
+        raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} has no data-iterator state")
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
-      return self.mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      return self.mngr.restore(step, args=ocp.args.Composite(**items))["state"]
     except (ValueError, KeyError) as e:
       raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} does not match the config: {e}") from None
 

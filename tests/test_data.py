@@ -246,3 +246,51 @@ def test_data_check_command_lists_reasons_and_fails_only_when_nothing_is_usable(
   os.remove(tmp_path / "ok.mp4")
   assert cli.main(["data", "check", str(tmp_path)]) == 2
   assert "no usable video" in capsys.readouterr().err
+
+
+def test_labels_join_on_the_last_three_path_components(folder, tmp_path):
+  from autogaze_jax import labels as labels_lib
+
+  vocab, frames = 20, 8
+  entry = lambda n: {"gazing_pos": [[t * vocab + j for j in range(n)] for t in range(frames)],
+                     "task_losses": [[1.0 - 0.1 * j for j in range(n)] for t in range(frames)]}
+  name = os.path.basename(str(folder))
+  table = {f"/somewhere/else/{name}/train/clip1.mp4": entry(2), f"{name}/train/clip4.mp4": entry(4),
+           "other/train/clip2.mp4": entry(1)}
+  labels_lib.write(str(tmp_path / "labels.json"), table)
+  cfg = _cfg(source="folder", root=str(folder), labels=str(tmp_path / "labels.json"))
+  src = pipeline.make_source(cfg)
+  table, indices, slots = pipeline.labelled(cfg, src, vocab, k=3)
+  assert indices.tolist() == [1, 4] and slots == 6
+  it = iter(pipeline.make_dataset(cfg, src, batch_size=2, seed=0, indices=indices, labels=table,
+                                  label_vocab=vocab, label_slots=slots))
+  b = next(it)
+  for row, i in enumerate(b["index"]):
+    ids, lens, losses = labels_lib.to_arrays(table[labels_lib.key_of(src.key(int(i)))], vocab, slots)
+    np.testing.assert_array_equal(b["label_ids"][row], ids)
+    np.testing.assert_array_equal(b["label_lens"][row], lens)
+  cfg.crop = "random_resized"
+  with pytest.raises(ValueError, match="first frames of the uncropped"):
+    pipeline.labelled(cfg, src, vocab, k=3)
+
+
+def test_the_iterator_position_is_saved_and_restored_with_the_training_state(tmp_path):
+  import jax.numpy as jnp
+
+  from autogaze_jax import checkpointing
+
+  cfg = _cfg(source="synthetic", synthetic_count=20, clip_len=2, image_size=32)
+  make = lambda: iter(pipeline.make_dataset(cfg, pipeline.make_source(cfg), batch_size=2, seed=0))
+  it = make()
+  _take(it, 3)
+  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), interval=1)
+  state = {"w": jnp.arange(4.0)}
+  ckpt.save(3, state, data_iterator=it)
+  expected = [b["index"].tolist() for b in _take(it, 2)]
+  ckpt.close()
+  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), interval=1)
+  fresh = make()
+  restored = ckpt.restore(3, checkpointing.abstract_like(state), data_iterator=fresh)
+  assert [b["index"].tolist() for b in _take(fresh, 2)] == expected
+  np.testing.assert_array_equal(restored["w"], state["w"])
+  ckpt.close()

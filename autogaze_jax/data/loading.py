@@ -11,21 +11,26 @@ import logging
 import grain
 import numpy as np
 
+from autogaze_jax import labels as labels_lib
 from autogaze_jax.data import clip_reader, transforms
 
 log = logging.getLogger("autogaze_jax.data")
 
 
 class LoadClip(grain.transforms.RandomMap):
-  """index -> {"video": uint8 (T, S, S, 3), "index": source index used, "skipped": count}."""
+  """index -> {"video": uint8 (T, S, S, 3), "index": source index used, "skipped": count},
+  plus "label_ids" (T, G), "label_lens" (T,), "label_task_losses" (T, G) when `labels`
+  ({key: official entry}, with `label_vocab` and `label_slots`) is given."""
 
   def __init__(self, source, indices, size: int, crop: str = "center", strict: bool = False,
-               max_retries: int = 32, clip_len: int | None = None):
+               max_retries: int = 32, clip_len: int | None = None, labels: dict | None = None,
+               label_vocab: int = 0, label_slots: int = 0):
     if crop not in transforms.MODES:
       raise ValueError(f"data.crop: {crop!r} is not one of {', '.join(transforms.MODES)}")
     self.source, self.indices = source, np.asarray(indices)
     self.size, self.crop, self.strict, self.max_retries = size, crop, strict, max_retries
     self.clip_len = clip_len
+    self.labels, self.label_vocab, self.label_slots = labels, label_vocab, label_slots
 
   def load(self, i: int, rng) -> np.ndarray:
     clip = self.source.load(i, rng)
@@ -49,4 +54,9 @@ class LoadClip(grain.transforms.RandomMap):
           raise RuntimeError(f"data: {skipped} unusable videos in a row (last: {e}); is the dataset "
                              "mostly broken? Run 'autogaze-jax data check DIR'") from None
         i = int(self.indices[rng.integers(len(self.indices))])
-    return {"video": clip, "index": np.int64(i), "skipped": np.int32(skipped)}
+    out = {"video": clip, "index": np.int64(i), "skipped": np.int32(skipped)}
+    if self.labels is not None:
+      key = labels_lib.key_of(self.source.key(i))
+      ids, lens, losses = labels_lib.to_arrays(self.labels[key], self.label_vocab, self.label_slots, key)
+      out.update(label_ids=ids, label_lens=lens, label_task_losses=losses)
+    return out

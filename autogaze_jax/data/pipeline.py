@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from autogaze_jax import labels as labels_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import clip_reader, loading, sources
 
@@ -37,6 +38,8 @@ def data_config() -> ml_collections.ConfigDict:
     num_workers=0,  # worker processes (mp_prefetch); 0 = decode in this process
     read_threads=2, prefetch_buffer=32,  # decode threads (PyAV and PIL release the GIL) and buffered clips
     synthetic_count=100_000,
+    labels="",  # gazing_labels.json (comma-separated / globs): train only on labelled clips, with their labels
+    label_slots=0,  # static gaze slots per frame for labels (0: the smallest multiple of K that fits)
   ))
 
 
@@ -75,11 +78,28 @@ def first_usable(source, indices, strict: bool) -> int:
   raise ValueError(f"data: none of the {len(problems)} items is usable: {shown}")
 
 
+def labelled(cfg, source, vocab: int, k: int):
+  """(labels, indices of the source's clips that have labels, static slots per frame) for
+  `cfg.labels`, joined on the last three path components (TRAINING.md §6.1)."""
+  if cfg.window != "first" or cfg.crop != "center":
+    raise ValueError("data.labels: labels describe the first frames of the uncropped video; they need "
+                     f"data.window='first' and data.crop='center' (got {cfg.window!r}, {cfg.crop!r})")
+  table = labels_lib.read(cfg.labels)
+  keys = [labels_lib.key_of(source.key(i)) for i in range(len(source))]
+  indices = np.array([i for i, key in enumerate(keys) if key in table], np.int64)
+  if len(indices) == 0:
+    raise ValueError(f"data.labels: none of the {len(source)} clips has a label in {cfg.labels} "
+                     f"(keys look like {keys[0] if keys else '?'!r} vs {next(iter(table), '?')!r})")
+  slots = cfg.label_slots or labels_lib.slot_cap(table, k)
+  return table, indices, slots
+
+
 def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_epochs=None,
-                 process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+                 process_index: int | None = None, process_count: int | None = None,
+                 labels=None, label_vocab: int = 0, label_slots: int = 0) -> grain.IterDataset:
   """The per-process batched stream. `batch_size` is global; each of the process_count
   processes gets batch_size // process_count clips per batch. `indices` restricts the
-  source (e.g. to labelled videos)."""
+  source (e.g. to labelled videos, see `labelled`), whose `labels` then join each clip."""
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   if batch_size % pc:
@@ -93,7 +113,7 @@ def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_e
     ds = ds.shuffle()
   ds = ds.repeat(num_epochs)[pi::pc]
   ds = ds.random_map(loading.LoadClip(source, indices, cfg.image_size, cfg.crop, cfg.strict,
-                                      cfg.max_retries, cfg.clip_len))
+                                      cfg.max_retries, cfg.clip_len, labels, label_vocab, label_slots))
   ds = ds.batch(batch_size // pc, drop_remainder=True).to_iter_dataset(
     grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer))
   if cfg.num_workers > 0:

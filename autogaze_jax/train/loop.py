@@ -24,6 +24,7 @@ class Stage:
   put_batch: Callable  # numpy pytree -> global jax arrays
   evaluate: Callable | None = None  # (state, step) -> dict of scalars
   clips_per_step: int = 1
+  data_iterator: object = None  # a Grain iterator behind host_batch: checkpointed with the state
 
 
 def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: int,
@@ -33,7 +34,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   writer = metrics.Writer(workdir)
   start = ckpt.latest_step() or 0
   if start:
-    state = ckpt.restore(start, checkpointing.abstract_like(state))
+    state = ckpt.restore(start, checkpointing.abstract_like(state), stage.data_iterator)
   root = jax.random.key(seed)
   if start == 0 and stage.evaluate is not None:
     writer.write(0, stage.evaluate(state, 0))
@@ -57,12 +58,12 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(m.items())[:3]})
     if stage.evaluate is not None and (done % eval_every == 0 or done == steps):
       writer.write(done, stage.evaluate(state, done))
-    ckpt.save(done, state)
+    ckpt.save(done, state, data_iterator=stage.data_iterator)
     if ckpt.reached_preemption(done):
-      ckpt.save(done, state, force=True)
+      ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
       break
   if done and ckpt.latest_step() != done:
-    ckpt.save(done, state, force=True)
+    ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
   ckpt.close()
   writer.close()
   return state
