@@ -18,7 +18,7 @@ from autogaze_jax.data import clip_reader, pipeline, sources, tfds_build
 
 def _cfg(**kw):
   cfg = pipeline.data_config()
-  cfg.update(dict(clip_len=8, image_size=64, **kw))
+  cfg.update({"clip_len": 8, "image_size": 64, **kw})
   return cfg
 
 
