@@ -13,6 +13,7 @@ import os
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "autogaze_jax.json"
@@ -56,6 +57,15 @@ def restore(path: str, abstract_state):
       raise ValueError(f"checkpoint: {path} does not match the model config: {e}") from None
 
 
+def read_numpy(directory: str):
+  """Any Orbax pytree directory (a model's params/, a training step's state/) as numpy
+  arrays on the host, whatever mesh wrote it."""
+  with ocp.PyTreeCheckpointer() as ckptr:
+    meta = ckptr.metadata(directory).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+    return ckptr.restore(directory, restore_args=as_numpy)
+
+
 def abstract_like(tree):
   return jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
@@ -93,6 +103,9 @@ class TrainCheckpoints:
 
   def latest_step(self):
     return self.mngr.latest_step()
+
+  def state_dir(self, step: int) -> str:
+    return os.path.join(str(self.mngr.directory), str(step), "state")
 
   def save(self, step: int, state, force: bool = False, data_iterator=None) -> bool:
     items = {"state": ocp.args.StandardSave(state)}
