@@ -69,6 +69,12 @@ def apply_overrides(cfg, overrides: list[str]):
 
 def cmd_train(args, overrides) -> None:
   cfg = apply_overrides(load_config_file(args.config), overrides)
+  if cfg.stage == "ntp":
+    from autogaze_jax.train import ntp_stage
+
+    print(json.dumps(ntp_stage.train(cfg, args.workdir), indent=2))
+    print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, gaze_final/")
+    return
   if cfg.stage != "recon":
     raise ValueError(f"config.stage: {cfg.stage!r} is not a trainable stage yet (have: 'recon')")
   from autogaze_jax.train import recon_stage0
@@ -150,6 +156,16 @@ def cmd_gaze_video(args) -> None:
     np.savez_compressed(args.out, gazes_per_frame=out["gazes_per_frame"],
                         **{f"mask_scale{s}": m for s, m in out["masks"].items()})
     print(f"wrote {args.out}")
+
+
+def cmd_label(args) -> None:
+  """Greedy NTP labels of clips (default: synthetic) with a stage-0 reconstructor."""
+  from autogaze_jax.train import greedy_labels
+
+  cfg = load_config_file(args.config)
+  if args.num_clips is not None:
+    cfg.label.num_clips = args.num_clips
+  print(json.dumps(greedy_labels.run(cfg, args.recon_checkpoint, args.out), indent=2))
 
 
 def cmd_convert(args) -> None:
@@ -234,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--out", default="runs/demo")
   d.add_argument("--checkpoint")
   d.set_defaults(func=cmd_demo)
+
+  lb = sub.add_parser("label", help="greedy NTP labels (gazing_labels.json) with a stage-0 reconstructor")
+  lb.add_argument("--config", required=True, help="configs/ntp.py[:tiny|small|official] (its label.* fields)")
+  lb.add_argument("--recon-checkpoint", required=True, help="stage-0 workdir (autogaze-jax train configs/recon.py)")
+  lb.add_argument("--out", required=True, help="labels file to write (official gazing_labels.json format)")
+  lb.add_argument("--num-clips", type=int, help="synthetic clips to label (default: config label.num_clips)")
+  lb.set_defaults(func=cmd_label)
 
   t = sub.add_parser("train", help="train a stage from a config (now: the reconstructor)")
   t.add_argument("--config", required=True, help="configs/recon.py[:tiny|base|large]")

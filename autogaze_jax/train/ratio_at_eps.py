@@ -1,0 +1,87 @@
+"""Held-out NTP evaluation: the fraction of patches a policy needs to reach a loss ε.
+
+For each budget n of a static grid (ascending), the policy gazes greedily exactly n tokens
+per frame (no task-loss stopping), and the frozen reconstructor measures the loss of the
+chosen frames. A clip's ratio is the smallest n / V whose mean loss is <= ε (1.0 if none).
+This measures where the policy looks, independently of how well its task-loss head is
+calibrated (decoding with the head's stop rule would mix both). Random gazes at the same
+budgets give the baseline.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import decoding, preprocessing, recon_config, reconstruction_task
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab as vocab_lib
+from autogaze_jax.train import recon_stage0
+
+
+def ratio_from_losses(loss_bn, budgets, vocab: int, eps: float):
+  """loss (B, n budgets) -> per-clip smallest reaching ratio (B,), 1.0 where none reaches."""
+  reach = loss_bn <= eps
+  ratios = jnp.asarray(budgets, jnp.float32) / vocab
+  return jnp.where(reach.any(1), ratios[jnp.argmax(reach, 1)], 1.0)
+
+
+def policy_losses(model, recon, video, frames, budgets):
+  """(B, n budgets) reconstruction losses of greedy budget-only gazes."""
+  b, t = video.shape[:2]
+  k = model.gaze_decoder.k
+  out = []
+  for n in budgets:
+    spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(n, k))
+    ids, lens = decoding.generate(model, video, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None, 1.0, spec)
+    out.append(reconstruction_task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1))
+  return jnp.stack(out, 1)
+
+
+def random_losses(recon, video, frames, budgets, vocab: int, key):
+  out = []
+  for n in budgets:
+    r = (n + 0.5) / vocab  # exactly n random tokens per frame
+    ids, lens = recon_stage0.random_gazes(jax.random.fold_in(key, n), video.shape[0], video.shape[1], vocab, n, r, r)
+    out.append(reconstruction_task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1))
+  return jnp.stack(out, 1)
+
+
+def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frames, prefix: str = "eval_"):
+  """(state, step) -> dict of floats for a TrainState whose `model` is the gaze model."""
+  vocab = int(sum(recon_config.tokens_per_scale(recon.cfg)))
+  budgets = tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
+  frames = jnp.asarray([f for f in frames if f < clips_u8.shape[1]], jnp.int32)
+  recon_def, recon_state = nnx.split(recon)
+  repl = mesh_lib.replicated(mesh)
+  recon_state = jax.device_put(recon_state, repl)
+  held = jax.device_put(np.asarray(clips_u8), repl)
+
+  @functools.partial(jax.jit, out_shardings=repl)
+  def run(state, recon_state, clips):
+    video = preprocessing.normalize_on_device(clips)
+    loss = policy_losses(nnx.merge(graphdef, state).model, nnx.merge(recon_def, recon_state), video, frames, budgets)
+    return ratio_from_losses(loss, budgets, vocab, eps).mean(), loss.mean(0)
+
+  @functools.partial(jax.jit, out_shardings=repl)
+  def baseline(recon_state, clips):
+    video = preprocessing.normalize_on_device(clips)
+    loss = random_losses(nnx.merge(recon_def, recon_state), video, frames, budgets, vocab, jax.random.key(0))
+    return ratio_from_losses(loss, budgets, vocab, eps).mean()
+
+  with mesh_lib.use(mesh):
+    random_ratio = float(baseline(recon_state, held))
+
+  def evaluate(state, step):
+    del step
+    with mesh_lib.use(mesh):
+      ratio, loss = jax.device_get(run(state, recon_state, held))
+    out = {prefix + "ratio_at_eps": float(ratio), prefix + "random_ratio_at_eps": random_ratio}
+    out.update({f"{prefix}loss_at_{n / vocab:.3g}": float(x) for n, x in zip(budgets, loss)})
+    return out
+
+  return evaluate
