@@ -75,6 +75,12 @@ def cmd_train(args, overrides) -> None:
     print(json.dumps(ntp_stage.train(cfg, args.workdir), indent=2))
     print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, gaze_final/")
     return
+  if cfg.stage == "grpo":
+    from autogaze_jax.train import grpo_stage
+
+    print(json.dumps(grpo_stage.train(cfg, args.workdir), indent=2))
+    print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, gaze_final/")
+    return
   if cfg.stage != "recon":
     raise ValueError(f"config.stage: {cfg.stage!r} is not a trainable stage yet (have: 'recon')")
   from autogaze_jax.train import recon_stage0

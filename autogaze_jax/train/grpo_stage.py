@@ -1,0 +1,146 @@
+"""Stage 2: GRPO post-training of the gaze model (TRAINING.md §5, §7) over the shared loop.
+
+The gaze model starts from `cfg.init_gaze` (our checkpoint, e.g. the NTP result, or the
+official weights) or at random; the reconstructor is frozen, from a stage-0 directory
+(`cfg.recon_workdir`) or official weights (`cfg.recon_weights`). Clips come from
+`clip_source(first, count) -> uint8 (count, T, H, W, 3)`, a pure function of the clip
+index so that resumed runs see the same data; by default generated clips. Held-out clips
+(`held_out`, uint8 (N, T, H, W, 3)) default to generated clips of another seed. Writes
+metrics.jsonl, curve.png, report.json, ckpt/ (train state) and gaze_final/ (a gaze
+checkpoint that `AutoGaze.from_pretrained` reads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import AutoGaze, checkpointing, metrics, plots
+from autogaze_jax import config as config_lib
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab as vocab_lib
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.train import frozen_recon, gaze_eval, grpo_rollout, grpo_step, loop, recon_stage0
+from autogaze_jax.train import state as state_lib
+
+
+def _gaze_start(cfg, mesh):
+  """(gaze config, initial Param state or None)."""
+  if not cfg.init_gaze:
+    return cfg.gaze, None
+  gz = AutoGaze.from_pretrained(cfg.init_gaze, mesh=mesh)
+  return gz.config, nnx.state(gz.model, nnx.Param)
+
+
+def _with_params(graphdef, state, params):
+  ts = nnx.merge(graphdef, state)
+  nnx.update(ts.model, params)
+  return nnx.state(ts)
+
+
+def _check_pair(gaze_cfg, recon) -> int:
+  vocab = gaze_cfg.num_vision_tokens_each_frame
+  recon_vocab = sum((s // recon.cfg.patch_size) ** 2 for s in recon.cfg.scales)
+  if vocab != recon_vocab or tuple(gaze_cfg.scales) != tuple(recon.cfg.scales):
+    raise ValueError(
+      f"grpo: the gaze model's vocabulary (scales {tuple(gaze_cfg.scales)}, V={vocab}) differs "
+      f"from the reconstructor's (scales {tuple(recon.cfg.scales)}, V={recon_vocab})"
+    )
+  return vocab
+
+
+def step_spec(cfg, vocab: int, k: int) -> grpo_step.StepSpec:
+  g = cfg.grpo
+  rollout = grpo_rollout.make_spec(
+    vocab, k, group_size=g.group_size, pilot_ratio=g.pilot_ratio, eps_range=g.eps_range,
+    recon_sample_rate=g.recon_sample_rate, top_k=g.top_k, segments=g.decode_segments,
+  )
+  return grpo_step.StepSpec(rollout, g.gamma, g.temp_start, g.temp_end, cfg.steps)
+
+
+def default_clips(cfg):
+  return lambda first, count: recon_stage0.clips(cfg.seed, first, count, cfg.clip_len, cfg.image_size)
+
+
+def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=None) -> dict:
+  """Runs GRPO; returns (and writes) the report."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json(indent=2))
+  mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
+  if cfg.batch_size % mesh.size:
+    raise ValueError(f"grpo: batch_size={cfg.batch_size} clips must be a multiple of the {mesh.size} devices")
+  gaze_cfg, init_params = _gaze_start(cfg, mesh)
+  config_lib.validate(gaze_cfg)
+  recon = frozen_recon.load(cfg.recon, mesh, workdir=cfg.recon_workdir, weights=cfg.recon_weights, seed=cfg.seed + 1)
+  vocab = _check_pair(gaze_cfg, recon)
+  spec = step_spec(cfg, vocab, gaze_cfg.decoder.num_multi_token_pred)
+  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, shardings = state_lib.create(lambda: GazeModel(gaze_cfg, nnx.Rngs(cfg.seed)), tx, mesh)
+  if init_params is not None:
+    state = _with_params(graphdef, state, init_params)
+  recon_def, recon_state = nnx.split(recon)
+  recon_state = jax.device_put(recon_state, mesh_lib.replicated(mesh))
+  jitted = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
+  calls = [0]
+
+  def step_fn(st, batch, key):
+    st, m = jitted(st, batch, key, recon_state)
+    calls[0] += 1
+    if calls[0] % cfg.log_every == 0:
+      grpo_step.check_finite(m, calls[0])
+    return st, m
+
+  source = clip_source or default_clips(cfg)
+  per_host = cfg.batch_size // jax.process_count()
+  batch_sh = mesh_lib.batch_sharding(mesh, 5)
+  e = cfg.eval
+  if held_out is None:
+    held_out = recon_stage0.clips(cfg.seed + 7919, 0, e.num_clips, cfg.clip_len, cfg.image_size)
+  evaluate = gaze_eval.make_evaluator(
+    graphdef, recon, mesh, held_out, eps=e.eps, frames=tuple(range(cfg.clip_len)),
+    cap=int(vocab_lib.budgets_from_ratio(e.cap_ratio, 1, vocab)[0]),
+    budget=int(vocab_lib.budgets_from_ratio(e.fixed_ratio, 1, vocab)[0]),
+  )
+  stage = loop.Stage(
+    step_fn=step_fn,
+    host_batch=lambda i: source(i * cfg.batch_size + jax.process_index() * per_host, per_host),
+    put_batch=lambda x: jax.make_array_from_process_local_data(batch_sh, x),
+    evaluate=evaluate, clips_per_step=cfg.batch_size,
+  )
+  t0 = time.perf_counter()
+  with mesh_lib.use(mesh):
+    state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
+                     eval_every=e.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
+  wall = time.perf_counter() - t0
+  final = os.path.join(workdir, "gaze_final")
+  if not checkpointing.is_checkpoint(final):
+    checkpointing.save(final, nnx.state(nnx.merge(graphdef, state).model, nnx.Param), gaze_cfg)
+  return _report(workdir, cfg, wall)
+
+
+def _report(workdir: str, cfg, wall: float) -> dict:
+  rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
+  train_rows = [r for r in rows if "reward_mean" in r]
+  evals = [r for r in rows if "eval_loss_at_budget" in r]
+  plots.curves(os.path.join(workdir, "curve.png"), rows,
+               ["reward_mean", "eval_loss_at_budget", "eval_loss_at_eps", "eval_gaze_ratio_at_eps"],
+               "GRPO: training reward and held-out metrics")
+  tenth = max(1, len(train_rows) // 10)
+  mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None
+  report = {
+    "steps": cfg.steps, "wall_s": round(wall, 1),
+    "reward_mean_first_10pct": mean(train_rows[:tenth], "reward_mean"),
+    "reward_mean_last_10pct": mean(train_rows[-tenth:], "reward_mean"),
+    "eval_first": {k: v for k, v in evals[0].items() if k.startswith("eval_")} if evals else None,
+    "eval_final": {k: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else None,
+    "gaze_checkpoint": os.path.join(workdir, "gaze_final"),
+  }
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  return report

@@ -1,0 +1,118 @@
+"""The jitted, donated, sharded GRPO train step (TRAINING.md §5, §13) and its NaN/inf guard.
+
+The gaze model is trained; the reconstructor is frozen and enters as a replicated argument
+(not a baked-in constant). One step: temperature from the optimizer's step counter,
+rollouts, rewards, advantages, then the policy loss scored by a teacher-forced pass at
+temperature 1 and one optimizer update. If any watched quantity is NaN or inf, the update
+is skipped (the state passes through unchanged) and the metrics `nonfinite_<name>` flag
+which; `check_finite` turns them into an error naming the quantities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from autogaze_jax import preprocessing, scoring
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.train import grpo, grpo_rollout
+
+WATCHED = ("reward", "advantage", "log_prob", "task_loss_prediction", "grpo_loss",
+           "task_loss_prediction_loss", "grad_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  rollout: grpo_rollout.RolloutSpec
+  gamma: float
+  temp_start: float
+  temp_end: float
+  total_steps: int
+
+
+def _advantages(rew, ids, lens, vocab: int, gamma: float):
+  """Flattened real-slot mask (N, T*S) and per-slot advantages (N, T*S)."""
+  b, g, t, s = ids.shape
+  real = grpo_rollout.real_slots(ids, lens, vocab).reshape(b * g, t * s)
+  a = grpo.group_centered(rew["reward"]).reshape(b * g, -1)
+  traj = grpo.repeat_groups((rew["frames"] + 1) * s, g)  # slot index just after frame f_r
+  return real, grpo.discounted_advantages(a, real, traj, gamma)
+
+
+def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: StepSpec):
+  old = jax.tree.map(lambda x: x, state)
+  ts = nnx.merge(graphdef, state)
+  recon = nnx.merge(recon_def, recon_state)
+  video = preprocessing.normalize_on_device(video_u8)
+  vocab = ts.model.gaze_decoder.vocab - 1
+  tau = grpo.temperature(ts.opt.step[...], spec.temp_start, spec.temp_end, spec.total_steps)
+  k_roll, k_frames = jax.random.split(key)
+  roll = grpo_rollout.rollout(ts.model, video, k_roll, tau, spec.rollout)
+  rew = grpo_rollout.rewards(recon, video, roll["ids"], roll["lens"], k_frames, spec.rollout)
+  b, g, t, s = roll["ids"].shape
+  n = b * g
+  ids, lens = roll["ids"].reshape(n, t, s), roll["lens"].reshape(n, t)
+  real, adv = _advantages(rew, roll["ids"], roll["lens"], vocab, spec.gamma)
+  rows = grpo.repeat_groups(video, g)
+  target, tmask = rew["targets"].reshape(n, -1), rew["target_mask"].reshape(n, -1)
+  model_graph, params, rest = nnx.split(ts.model, nnx.Param, ...)
+
+  def loss_fn(p):
+    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids, lens)
+    logp, pred = logp.reshape(n, -1), pred.reshape(n, -1)
+    loss, pg, tl = grpo.policy_loss(logp, pred, adv, real, target, tmask)
+    return loss, (pg, tl, logp, pred)
+
+  (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  ts.opt.update(ts.model, grads)
+  grad_norm = optax.global_norm(grads)
+  watched = [rew["reward"], adv, jnp.where(real, logp, 0.0), jnp.where(real, pred, 0.0), pg, tl, grad_norm]
+  bad = {name: ~jnp.all(jnp.isfinite(x)) for name, x in zip(WATCHED, watched)}
+  ok = ~jnp.any(jnp.stack(list(bad.values())))
+  new_state = jax.tree.map(lambda new, prev: jnp.where(ok, new, prev), nnx.state(ts), old)
+  real_f = real.astype(jnp.float32)
+  adv_real = jnp.where(real, adv, 0.0)
+  metrics = {
+    "loss": loss, "grpo_loss": pg, "task_loss_prediction_loss": tl, "grad_norm": grad_norm,
+    "reward_mean": rew["reward"].mean(), "reward_std": rew["reward"].std(),
+    "reward_group_std": rew["reward"].std(axis=1).mean(),
+    "adv_abs_mean": jnp.abs(adv_real).sum() / jnp.maximum(real_f.sum(), 1.0),
+    "adv_min": jnp.where(real, adv, jnp.inf).min(), "adv_max": jnp.where(real, adv, -jnp.inf).max(),
+    "recon_loss": rew["loss"].mean(), "gaze_ratio": rew["gaze_ratio"].mean(),
+    "pilot_ratio": roll["budgets"].mean() / vocab, "eps_mean": roll["eps"].mean(), "temperature": tau,
+    "skipped": 1.0 - ok.astype(jnp.float32),
+  }
+  metrics.update({f"nonfinite_{name}": flag.astype(jnp.float32) for name, flag in bad.items()})
+  return new_state, metrics
+
+
+def make_step(graphdef, shardings, mesh, recon_def, spec: StepSpec):
+  """jit with shardings: (state, uint8 clips (B, T, H, W, 3), key, recon state) ->
+  (state, metrics); the state is donated, the clips are split over the mesh, the rest is
+  replicated."""
+  repl = mesh_lib.replicated(mesh)
+  return jax.jit(
+    functools.partial(train_step, graphdef, recon_def=recon_def, spec=spec),
+    in_shardings=(shardings, mesh_lib.batch_sharding(mesh, 5), repl, repl),
+    out_shardings=(shardings, repl), donate_argnums=0,
+  )
+
+
+def nonfinite_quantities(metrics) -> list[str]:
+  return [name for name in WATCHED if float(np.asarray(metrics[f"nonfinite_{name}"]))]
+
+
+def check_finite(metrics, step: int) -> None:
+  """Raises FloatingPointError naming the quantities that were NaN/inf in this step."""
+  names = nonfinite_quantities(metrics)
+  if names:
+    raise FloatingPointError(
+      f"GRPO step {step}: non-finite {', '.join(names)} (the update was skipped); "
+      "check the reconstructor checkpoint, the learning rate and the temperature"
+    )

@@ -1,0 +1,69 @@
+"""Stage 2: GRPO post-training of the gaze model against a frozen reconstructor.
+
+  # CPU, minutes: a stage-0 reconstructor first, then GRPO from a random (or NTP) gaze model
+  autogaze-jax train --config configs/recon.py:tiny --workdir runs/recon_tiny
+  autogaze-jax train --config configs/grpo.py:tiny --workdir runs/grpo_tiny \
+      --config.recon_workdir=runs/recon_tiny [--config.init_gaze=runs/ntp_tiny/gaze_final]
+  # official scales, test-sized reconstructor (an accelerator helps)
+  autogaze-jax train --config configs/grpo.py:small --workdir runs/grpo_small --config.recon_workdir=runs/recon_small
+  # the paper's setup: NTP gaze model, official VideoMAE weights (or a stage-0 large run)
+  autogaze-jax train --config configs/grpo.py:official --workdir gs://bucket/grpo \
+      --config.init_gaze=gs://bucket/ntp/gaze_final --config.recon_weights=videomae.pt
+
+Overrides: --config.steps=500 --config.grpo.group_size=8 "--config.grpo.eps_range=(0.8,1.2)"
+"""
+
+import ml_collections
+
+from autogaze_jax import config as config_lib
+from autogaze_jax import recon_config
+
+VARIANTS = ("tiny", "small", "official")
+
+
+def get_config(arg: str = "tiny"):
+  """tiny: 64-px 8-frame clips, scales 32+64 (V=20), K=3, Adam; learns in minutes on a CPU.
+  small: the official scales 32+64+112+224 and gaze architecture (K=10) with a test-sized
+  reconstructor. official: TRAINING.md §5/§7 literally: G=12, 64 clips (768 rollouts) per
+  optimizer step, SGD 5e-4 with 10% warmup and linear decay to 0, τ 3 -> 0.3, γ=0.995."""
+  if arg not in VARIANTS:
+    raise ValueError(f"configs/grpo.py: unknown variant {arg!r}; choose one of {', '.join(VARIANTS)}")
+  pick = lambda tiny, small, official: dict(tiny=tiny, small=small, official=official)[arg]
+  c = ml_collections.ConfigDict()
+  c.stage = "grpo"
+  c.seed = 0
+  c.gaze = config_lib.tiny_config() if arg == "tiny" else config_lib.released_config()
+  c.init_gaze = ""  # our gaze checkpoint (e.g. NTP's gaze_final/) or official weights; "" = random
+  c.recon = recon_config.recon_config(pick("tiny", "tiny", "large"))
+  if arg == "tiny":
+    c.recon.scales = (32, 64)
+  c.recon_workdir = ""  # a stage-0 directory (configs/recon.py); the reconstructor is frozen
+  c.recon_weights = ""  # or official videomae .pt/.safetensors; neither: random (smoke tests only)
+  c.clip_len = pick(8, 16, 16)
+  c.image_size = pick(64, 224, 224)
+  c.batch_size = pick(4, 2, 64)  # clips per optimizer step; each is rolled out group_size times
+  c.steps = pick(200, 200, 2000)  # official: one epoch of the RL data at 64 clips per step
+  c.log_every = pick(5, 5, 10)
+  c.checkpoint_every = pick(50, 50, 500)
+  c.grpo = ml_collections.ConfigDict(dict(
+    group_size=pick(4, 4, 12),
+    pilot_ratio=0.75,  # per-frame cap of the pilot rollout, int(0.75 V)
+    # ε ~ U[min, max] per clip for the pilot's stop rule; the tiny reconstructor's losses sit
+    # around 1, the official one's around 0.5-1.0.
+    eps_range=pick((0.9, 1.3), (0.9, 1.3), (0.5, 1.0)),
+    gamma=0.995, temp_start=3.0, temp_end=0.3,
+    recon_sample_rate=pick(0.25, 0.125, 0.125),  # R = int(T * rate) rewarded frames per clip
+    top_k=50, decode_segments=pick(1, 4, 4),
+  ))
+  c.eval = ml_collections.ConfigDict(dict(
+    every=pick(25, 50, 1000), num_clips=pick(4, 2, 8),
+    eps=pick(1.1, 1.1, 0.7),  # the paper reports the gaze ratio at loss 0.7
+    cap_ratio=0.75, fixed_ratio=pick(0.25, 0.1, 0.1),
+  ))
+  c.optimizer = ml_collections.ConfigDict(dict(
+    name=pick("adamw", "adamw", "sgd"), lr=pick(1e-3, 3e-4, 5e-4),
+    warmup_steps=pick(10, 20, 200), final_lr_fraction=pick(0.1, 0.1, 0.0),
+    weight_decay=0.0, momentum=0.0, grad_clip=pick(1.0, 1.0, 0.0),
+  ))
+  c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))
+  return c

@@ -1,0 +1,207 @@
+"""GRPO: advantages (the §5.7 worked example), policy loss, temperature, rollouts, the jitted
+train step (learning, sharding, NaN guard), the frozen reconstructor loader, the stage."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from autogaze_jax import AutoGaze, checkpointing, cli, config, metrics, recon_config
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.models.reconstructor import Reconstructor
+from autogaze_jax.train import frozen_recon, grpo, grpo_rollout, grpo_stage, grpo_step, recon_stage0
+from autogaze_jax.train import state as state_lib
+from conftest import make_tiny
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+V, K = 20, 3
+B, G, T = 8, 2, 2  # clips per step, group size, frames
+
+
+def test_advantages_match_the_worked_example():
+  # §5.7: 2 frames of 3 real gazes, gamma 0.5, A = +1 at frame 0 (L=3), A' = -2 at frame 1 (L=6).
+  adv = grpo.discounted_advantages(jnp.array([[1.0, -2.0]]), jnp.ones((1, 6), bool), jnp.array([[3, 6]]), 0.5)
+  np.testing.assert_allclose(adv[0], [0.1875, 0.375, 0.75, -0.5, -1.0, -2.0], rtol=1e-6)
+  # The same trajectory in fixed-shape frames of 4 slots: unused/PAD slots get nothing and do
+  # not count in the distances.
+  real = jnp.array([[1, 1, 1, 0, 1, 1, 1, 0]], bool)
+  adv = grpo.discounted_advantages(jnp.array([[1.0, -2.0]]), real, jnp.array([[4, 8]]), 0.5)
+  np.testing.assert_allclose(adv[0], [0.1875, 0.375, 0.75, 0, -0.5, -1.0, -2.0, 0], rtol=1e-6)
+  # A PAD between real gazes (ε stop) is skipped too.
+  real = jnp.array([[1, 0, 1, 1]], bool)
+  adv = grpo.discounted_advantages(jnp.array([[1.0]]), real, jnp.array([[4]]), 0.5)
+  np.testing.assert_allclose(adv[0], [0.25, 0, 0.5, 1.0], rtol=1e-6)
+
+
+def test_group_baseline_has_no_std_division():
+  r = jnp.array([[[1.0, 0.0], [3.0, 0.0], [5.0, 3.0]]])  # (B=1, G=3, R=2)
+  np.testing.assert_allclose(grpo.group_centered(r)[0], [[-2, -1], [0, -1], [2, 2]])
+  np.testing.assert_array_equal(grpo.repeat_groups(jnp.arange(2), 3), [0, 0, 0, 1, 1, 1])
+
+
+def test_policy_loss_equals_direct_computation():
+  rng = np.random.default_rng(0)
+  n, L = 3, 5
+  logp = jnp.asarray(-rng.uniform(0.1, 3, (n, L)), jnp.float32)
+  pred, target = (jnp.asarray(rng.uniform(0, 2, (n, L)), jnp.float32) for _ in range(2))
+  adv = jnp.asarray(rng.normal(size=(n, L)), jnp.float32)
+  real = jnp.asarray(rng.random((n, L)) < 0.8)
+  tmask = jnp.zeros((n, L)).at[:, -1].set(1.0).at[0, 2].set(1.0)
+  loss, pg, tl = grpo.policy_loss(logp, pred, adv, real, target, tmask)
+  r, tm = np.asarray(real, np.float64), np.asarray(tmask) * np.asarray(real)
+  want_pg = -(np.asarray(adv) * r).sum(1)
+  want_tl = (tm * (np.asarray(pred) - np.asarray(target)) ** 2).sum(1) / (tm.sum() / n + 1e-6)
+  np.testing.assert_allclose([pg, tl, loss], [want_pg.mean(), want_tl.mean(), (want_pg + want_tl).mean()], rtol=1e-5)
+  # REINFORCE: the gradient w.r.t. log p is -adv on real slots, per trajectory sum / N rows.
+  grad = jax.grad(lambda lp: grpo.policy_loss(lp, pred, adv, real, target, tmask)[0])(logp)
+  np.testing.assert_allclose(grad, -np.asarray(adv) * r / n, rtol=1e-6)
+
+
+def test_temperature_schedule():
+  taus = [float(grpo.temperature(s, 3.0, 0.3, 100)) for s in (0, 50, 100)]
+  np.testing.assert_allclose(taus, [3.0, 3.0 * 0.1**0.5, 0.3], rtol=1e-6)
+
+
+def test_rollouts_differ_within_a_group_and_repeat_for_a_key():
+  tiny = make_tiny()
+  spec = grpo_rollout.make_spec(V, K, group_size=4, pilot_ratio=0.75, eps_range=(-0.2, 0.4),
+                                recon_sample_rate=0.5)
+  video = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3, 3, 64, 64)), jnp.float32)
+  run = jax.jit(lambda p, v, k: grpo_rollout.rollout(nnx.merge(tiny.graphdef, p), v, k, 2.0, spec))
+  with mesh_lib.use(tiny.mesh):
+    a, again, other = (jax.device_get(run(tiny.params, video, jax.random.key(s))) for s in (0, 0, 1))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(x, y)
+  assert not np.array_equal(a["ids"], other["ids"])
+  ids, lens, budgets = a["ids"], a["lens"], a["budgets"]
+  assert ids.shape == (2, 4, 3, spec.slots) and 1 <= budgets.min() and budgets.max() <= spec.pilot_cap == 15
+  real = np.asarray(grpo_rollout.real_slots(ids, lens, V))
+  np.testing.assert_array_equal(real.sum(-1), np.broadcast_to(budgets[:, None], (2, 4, 3)))  # no PAD
+  for b in range(2):
+    assert len({ids[b, g].tobytes() for g in range(4)}) > 1  # members differ
+    for g in range(4):
+      for t in range(3):
+        frame = ids[b, g, t][real[b, g, t]]
+        assert len(set(frame.tolist())) == len(frame)  # no repeats within a frame
+
+
+def _opt(lr=0.05):
+  """SGD, so that updates are proportional to gradients (Adam would blow float noise up)."""
+  return ml_collections.ConfigDict(dict(name="sgd", lr=lr, warmup_steps=1, final_lr_fraction=1.0,
+                                        weight_decay=0.0, momentum=0.0, grad_clip=0.0))
+
+
+def _setup(mesh_shape):
+  """A tiny gaze TrainState, a random frozen reconstructor and the jitted step on a mesh."""
+  mesh = mesh_lib.make_mesh(mesh_shape, devices=jax.devices()[: int(np.prod(mesh_shape))])
+  rcfg = recon_config.recon_config("tiny")
+  rcfg.scales = (32, 64)
+  tx = state_lib.make_optimizer(_opt(), 10)
+  graphdef, state, shardings = state_lib.create(lambda: GazeModel(config.tiny_config(), nnx.Rngs(0)), tx, mesh)
+  with mesh_lib.use(mesh):
+    recon_def, recon_state = nnx.split(Reconstructor(rcfg, nnx.Rngs(1)))
+  recon_state = jax.device_put(recon_state, mesh_lib.replicated(mesh))
+  rspec = grpo_rollout.make_spec(V, K, group_size=G, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.5)
+  spec = grpo_step.StepSpec(rspec, gamma=0.995, temp_start=3.0, temp_end=0.3, total_steps=10)
+  step = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
+  clips = recon_stage0.clips(0, 0, B, T, 64)
+  return mesh, state, recon_state, step, clips
+
+
+@pytest.fixture(scope="module")
+def single():
+  return _setup((1, 1))
+
+
+def _run(setup, steps, state=None, recon_state=None):
+  mesh, state0, recon0, step, clips = setup
+  state = state0 if state is None else state
+  with mesh_lib.use(mesh):
+    video = jax.device_put(clips, mesh_lib.batch_sharding(mesh, 5))
+    rows = []
+    for i in range(steps):
+      state, m = step(state, video, jax.random.key(i), recon0 if recon_state is None else recon_state)
+      rows.append(jax.device_get(m))
+  return state, rows
+
+
+def _params(state):
+  return jax.device_get(state["model"])
+
+
+def test_steps_run_and_change_parameters(single):
+  before = _params(single[1])
+  fresh = jax.tree.map(jnp.copy, single[1])
+  state, rows = _run(single, 3, state=fresh)
+  for m in rows:
+    assert all(np.isfinite(v) for v in m.values()), m
+    assert m["skipped"] == 0 and m["reward_mean"] < 0 and m["reward_group_std"] > 0
+  assert rows[0]["temperature"] == pytest.approx(3.0) and rows[2]["temperature"] < rows[1]["temperature"]
+  changed = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(_params(state)))]
+  assert sum(changed) > len(changed) // 2
+
+
+def test_sharded_step_equals_single_device(single):
+  a_state, a_rows = _run(single, 2, state=jax.tree.map(jnp.copy, single[1]))
+  sharded = _setup((4, 2))
+  b_state, b_rows = _run(sharded, 2)
+  for ma, mb in zip(a_rows, b_rows):
+    for k in ("reward_mean", "grpo_loss", "task_loss_prediction_loss", "pilot_ratio"):
+      np.testing.assert_allclose(ma[k], mb[k], rtol=2e-3, atol=1e-5, err_msg=k)
+  for x, y in zip(jax.tree.leaves(_params(a_state)), jax.tree.leaves(_params(b_state))):
+    np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_nan_guard_skips_the_update_and_names_the_quantity(single):
+  state = jax.tree.map(jnp.copy, single[1])
+  before = _params(state)
+  poisoned = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                          single[2])
+  state, rows = _run(single, 1, state=state, recon_state=poisoned)
+  assert rows[0]["skipped"] == 1
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(_params(state))):
+    np.testing.assert_array_equal(x, y)
+  assert "reward" in grpo_step.nonfinite_quantities(rows[0])
+  with pytest.raises(FloatingPointError, match=r"non-finite reward, advantage"):
+    grpo_step.check_finite(rows[0], 1)
+  grpo_step.check_finite(_run(single, 1, state=state)[1][0], 2)  # a clean step passes
+
+
+def test_frozen_reconstructor_from_a_stage0_directory(tmp_path):
+  cfg = cli.load_config_file(f"{ROOT}/configs/recon.py:tiny")
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, _ = state_lib.create(lambda: Reconstructor(cfg.model, nnx.Rngs(5)), tx, mesh)
+  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), 1, async_save=False)
+  ckpt.save(7, state, force=True)
+  ckpt.close()
+  with pytest.raises(ValueError, match="no config.json"):
+    frozen_recon.from_stage0(str(tmp_path), mesh)
+  (tmp_path / "config.json").write_text(cfg.to_json())
+  model = frozen_recon.load(None, mesh, workdir=str(tmp_path))
+  want = jax.device_get(nnx.state(nnx.merge(graphdef, state).model, nnx.Param))
+  got = jax.device_get(nnx.state(model, nnx.Param))
+  for x, y in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_stage_trains_evaluates_and_exports(tmp_path):
+  cfg = cli.load_config_file(f"{ROOT}/configs/grpo.py:tiny")
+  cli.apply_overrides(cfg, ["--config.steps=2", "--config.batch_size=1", "--config.clip_len=2",
+                            "--config.log_every=1", "--config.eval.every=2", "--config.eval.num_clips=1",
+                            "--config.grpo.group_size=2", "--config.grpo.recon_sample_rate=0.5",
+                            "--config.mesh.shape=(1,1)"])
+  report = grpo_stage.train(cfg, str(tmp_path), progress=False)
+  rows = metrics.read(str(tmp_path / "metrics.jsonl"))
+  assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
+  assert np.isfinite(report["reward_mean_last_10pct"]) and 0 < report["eval_final"]["eval_gaze_ratio_at_eps"] <= 0.75
+  gz = AutoGaze.from_pretrained(report["gaze_checkpoint"], mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  assert gz.config.num_vision_tokens_each_frame == V
+  with pytest.raises(ValueError, match="vocabulary"):
+    cfg.recon.scales = (32, 64, 112)
+    grpo_stage.train(cfg, str(tmp_path / "bad"), progress=False)
