@@ -174,6 +174,26 @@ def cmd_label(args) -> None:
   print(json.dumps(greedy_labels.run(cfg, args.recon_checkpoint, args.out), indent=2))
 
 
+def cmd_encode(args) -> None:
+  """Video -> 16-frame tiles -> gazes -> gazed-ViT features of the gazed patches only."""
+  from autogaze_jax import encode, long_video, vit_config
+
+  gazer = _load_model(args)
+  cfg = load_config_file(args.vit_config) if args.vit_config else vit_config.vit_config("base16_224")
+  if not args.vit:
+    print("note: no --vit; using randomly initialised ViT weights (seed 0)", file=sys.stderr)
+  encoder = encode.GazedEncoder(encode.load_vit(cfg, args.vit, mesh=gazer.mesh))
+  chunks = long_video.file_chunks(args.video, 16, args.max_frames)
+  out = encode.encode_video(gazer, encoder, chunks, _parse_ratio(args.gazing_ratio),
+                            args.task_loss_requirement, args.tiles_per_batch, args.tile_frames)
+  slots = len(out["tile_origins"]) * args.tile_frames * out["tokens_per_tile_frame"]
+  print(f"encoded {out['num_frames']} frames as {len(out['tile_origins'])} tiles: "
+        f"{len(out['features'])} gazed tokens ({len(out['features']) / slots:.1%} of the multi-scale "
+        f"patches), gazing {out['gaze_seconds']:.1f} s, ViT {out['vit_seconds']:.1f} s")
+  np.savez_compressed(args.out, **{k: v for k, v in out.items() if not k.endswith("seconds")})
+  print(f"wrote {args.out}")
+
+
 def cmd_convert(args) -> None:
   from autogaze_jax import AutoGaze
 
@@ -246,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
   v.add_argument("--max-frames", type=int, help="stop after this many frames")
   v.add_argument("--out", help="per-scale masks in video coordinates (.npz)")
   v.set_defaults(func=cmd_gaze_video)
+
+  e = sub.add_parser("encode", help="ViT features of the gazed patches of a video (tiles of any size)")
+  e.add_argument("--checkpoint", help="gaze model (official dir / model.safetensors, or our checkpoint)")
+  e.add_argument("--config", help="configs/gaze.py[:variant] for a random gaze model (no checkpoint)")
+  e.add_argument("--vit", help="HF SigLIP/SigLIP2 vision model.safetensors (random init if omitted)")
+  e.add_argument("--vit-config", help="configs/vit.py[:variant] (default: base16_224)")
+  e.add_argument("--video", required=True)
+  e.add_argument("--gazing-ratio", help="one ratio in (0, 1], or 16 per-frame values")
+  e.add_argument("--task-loss-requirement", type=float)
+  e.add_argument("--tiles-per-batch", type=int, default=4)
+  e.add_argument("--tile-frames", type=int, default=16, help="frames per tile (the gaze model's clip length)")
+  e.add_argument("--max-frames", type=int, help="stop after this many frames")
+  e.add_argument("--out", required=True, help="features and token coordinates (.npz)")
+  e.set_defaults(func=cmd_encode)
 
   c = sub.add_parser("convert", help="official safetensors -> Orbax checkpoint")
   c.add_argument("--from", dest="src", required=True)

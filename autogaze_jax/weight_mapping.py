@@ -49,13 +49,17 @@ def convert(tensors: dict, mapping: dict, expected_shapes: dict) -> dict:
 
 
 def expected_shapes(state) -> dict:
-  return {path: v[...].shape for path, v in nnx.to_flat_state(state)}
+  """{path: shape} of a state, concrete or abstract (from nnx.eval_shape)."""
+  return {path: tuple(v.shape) for path, v in nnx.to_flat_state(state)}
 
 
 def load_into(state, arrays: dict):
-  """Returns a copy of `state` with the given arrays (placed like the current values)."""
+  """Returns a copy of `state` with the given arrays (placed like the current values; an
+  abstract state's values become host arrays for the caller to place)."""
   flat = nnx.to_flat_state(state)
   for path, v in flat:
     if path in arrays:
-      v[...] = jax.device_put(arrays[path], getattr(v[...], "sharding", None))
+      current = v.get_value()
+      place = getattr(current, "sharding", None) if isinstance(current, jax.Array) else None
+      v.set_value(jax.device_put(arrays[path], place))
   return nnx.from_flat_state(flat)

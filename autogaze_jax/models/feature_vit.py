@@ -15,6 +15,7 @@ from flax import nnx
 
 from autogaze_jax import bicubic, preprocessing
 from autogaze_jax import weight_mapping as wm
+from autogaze_jax.models.patches import patchify
 from autogaze_jax.models.vit_blocks import ViTBlock, _linear
 
 
@@ -42,11 +43,12 @@ class FeatureViT(nnx.Module):
     d = cfg.hidden
     self.patch_proj = _linear(3 * cfg.patch**2, d, ("conv_in", "embed"), rngs)
     n_pos = cfg.pos_grid**2 + (1 if cfg.cls else 0)
-    self.pos_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (n_pos, d)))
+    rows = lambda n: nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (n, d)), out_sharding=(None, "embed"))
+    self.pos_embed = rows(n_pos)
     if cfg.cls:
-      self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, d)))
+      self.cls_token = rows(1)
     if cfg.registers:
-      self.register_tokens = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (cfg.registers, d)))
+      self.register_tokens = rows(cfg.registers)
     self.blocks = nnx.List([
       ViTBlock(d, cfg.heads, cfg.mlp, cfg.eps, rngs, cfg.approximate_gelu, cfg.layer_scale)
       for _ in range(cfg.layers)
@@ -65,10 +67,8 @@ class FeatureViT(nnx.Module):
   def features(self, pixels_n3hw):
     """Pixels already in the teacher's own normalisation -> (N, patches, 4 * D)."""
     n, _, h, w = pixels_n3hw.shape
-    p = self.cfg.patch
-    gh, gw = h // p, w // p
-    x = pixels_n3hw[:, :, : gh * p, : gw * p].reshape(n, 3, gh, p, gw, p)
-    x = self.patch_proj(x.transpose(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, 3 * p * p))
+    gh, gw = h // self.cfg.patch, w // self.cfg.patch
+    x = self.patch_proj(patchify(pixels_n3hw, self.cfg.patch))
     cls_row, pos = self._pos_table(gh)
     x = x + pos
     prefix = []
@@ -95,6 +95,10 @@ class FeatureViT(nnx.Module):
     tm = jnp.asarray(self.cfg.mean, jnp.float32)[:, None, None]
     ts = jnp.asarray(self.cfg.std, jnp.float32)[:, None, None]
     return self.features((x255 / 255.0 - tm) / ts)
+
+  def weight_map(self) -> dict:
+    """{HF tensor name: (our parameter path, transform)} for this model's checkpoints."""
+    return _dinov2_map(self.cfg) if self.cfg.kind == "dinov2_reg" else _siglip_map(self.cfg)
 
 
 def _dinov2_map(cfg) -> dict:
@@ -145,8 +149,7 @@ _UNUSED = ("mask_token", "layernorm.", "post_layernorm", "vision_model.head.")
 
 def load_state(model: FeatureViT, tensors: dict, prefix: str = ""):
   """HF-layout tensors (optionally under `prefix`, e.g. "dinov2_reg.") -> model state."""
-  cfg = model.cfg
-  mapping = _dinov2_map(cfg) if cfg.kind == "dinov2_reg" else _siglip_map(cfg)
+  mapping = model.weight_map()
   ours = {}
   for k, v in tensors.items():
     if prefix and not k.startswith(prefix):

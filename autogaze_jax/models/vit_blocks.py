@@ -2,7 +2,8 @@
 
 Attention takes a frame-id rule instead of a materialised mask: key b is visible to query a
 iff `key_fid[b] <= query_fid[a]` and key b is not padding. A leading cls token with frame id
--1 is seen by everyone and sees only itself; equal ids everywhere give full attention.
+-1 is seen by everyone and sees only itself; equal ids everywhere give full attention. With
+`same_frame_only`, keys must have the query's own id (block-diagonal attention).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ def _layer_norm(d, eps, rngs):
   )
 
 
-def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs, query_chunk=1024):
+def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs, query_chunk=1024,
+                           same_frame_only=False):
   """softmax(q k^T / sqrt(d)) v under the frame-id rule, chunked over queries."""
   b, q, h, d = q_bqhd.shape
   scale = d**-0.5
 
   def one(qc, qfid):
-    keep = (k_fid_bs[:, None, :] <= qfid[:, :, None]) & ~k_pad_bs[:, None, :]
+    cmp = jnp.equal if same_frame_only else jnp.less_equal
+    keep = cmp(k_fid_bs[:, None, :], qfid[:, :, None]) & ~k_pad_bs[:, None, :]
     s = jnp.einsum("bqhd,bshd->bhqs", qc * scale, k_bshd).astype(jnp.float32)
     s = jnp.where(keep[:, None], s, _NEG)
     p = jax.nn.softmax(s, axis=-1).astype(v_bshd.dtype)
@@ -59,10 +62,11 @@ class ViTAttention(nnx.Module):
     self.value = _linear(d, d, ("embed", "heads"), rngs)
     self.out = _linear(d, d, ("heads", "embed"), rngs)
 
-  def __call__(self, x, fid, pad):
+  def __call__(self, x, fid, pad, same_frame_only=False):
     b, n, d = x.shape
     split = lambda y: y.reshape(b, n, self.heads, d // self.heads)
-    o = block_causal_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)), fid, fid, pad)
+    o = block_causal_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)), fid, fid, pad,
+                               same_frame_only=same_frame_only)
     return self.out(o.reshape(b, n, d))
 
 
@@ -83,8 +87,8 @@ class ViTBlock(nnx.Module):
       self.scale1 = nnx.Param(jnp.ones((d,)), out_sharding=("embed",))
       self.scale2 = nnx.Param(jnp.ones((d,)), out_sharding=("embed",))
 
-  def __call__(self, h, fid, pad):
-    a = self.attention(self.layernorm_before(h), fid, pad)
+  def __call__(self, h, fid, pad, same_frame_only=False):
+    a = self.attention(self.layernorm_before(h), fid, pad, same_frame_only)
     h = h + (a * self.scale1[...] if self.layer_scale else a)
     m = self.fc2(jax.nn.gelu(self.fc1(self.layernorm_after(h)), approximate=self.approximate_gelu))
     h = h + (m * self.scale2[...] if self.layer_scale else m)

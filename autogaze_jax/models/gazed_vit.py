@@ -1,0 +1,145 @@
+"""A SigLIP/SigLIP2 vision tower that encodes only gazed multi-scale patches (TRAINING.md §9).
+
+Each frame is bicubic-resized to every scale, cut into patches (coarse -> fine, row-major),
+and each scale gets the checkpoint's position table bicubic-resized to its grid; there is no
+scale or time embedding. The gazed slots (global ids t * V + local, padded slots -> id 0) are
+gathered before the patch linear, then the unchanged encoder runs under a frame-aware mask
+and the post-LayerNorm. Sequences have a static length: callers pad them to a bucket with
+`pack_gazes`, and padded slots are masked as keys (their outputs are garbage).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vit_config
+from autogaze_jax.models import feature_vit
+from autogaze_jax.models.patches import multiscale_patches, patchify
+from autogaze_jax.models.vit_blocks import _layer_norm
+
+
+def attention_rule(attn_type: str, frame_ids_bn):
+  """The frame-id rule of vit_blocks for an attention type: (ids, same_frame_only). Key b is
+  visible to query a iff ids[b] <= ids[a] (== with same_frame_only) and b is not padded."""
+  if attn_type == "block_causal":
+    return frame_ids_bn, False
+  if attn_type == "frame_independent":
+    return frame_ids_bn, True
+  if attn_type == "causal":  # token order
+    return jnp.broadcast_to(jnp.arange(frame_ids_bn.shape[-1]), frame_ids_bn.shape), False
+  if attn_type == "bidirectional":
+    return jnp.zeros_like(frame_ids_bn), False
+  raise ValueError(f"attn_type: {attn_type!r} is not one of {vit_config.ATTN_TYPES}")
+
+
+def attention_mask(attn_type: str, frame_ids_bn, pad_bn):
+  """The (B, N, N) boolean mask [query, key] that `attn_type` applies (for inspection)."""
+  ids, same = attention_rule(attn_type, jnp.asarray(frame_ids_bn))
+  k, q = ids[:, None, :], ids[:, :, None]
+  return (k == q if same else k <= q) & ~jnp.asarray(pad_bn)[:, None, :]
+
+
+def pack_gazes(gazing_pos, if_padded, num_gazing_each_frame, bucket: int = 128):
+  """Official-format gazes -> int32 positions, bool padding and int32 frame ids, all (B, N')
+  with N' the next multiple of `bucket`; padded slots point at token 0."""
+  pos = np.asarray(gazing_pos, np.int64)
+  pad = np.asarray(if_padded, bool)
+  n_t = np.asarray(num_gazing_each_frame, np.int64)
+  if pos.ndim != 2 or pad.shape != pos.shape or n_t.sum() != pos.shape[1]:
+    raise ValueError(
+      f"gazes: gazing_pos {pos.shape}, if_padded_gazing {pad.shape} and "
+      f"sum(num_gazing_each_frame)={int(n_t.sum())} do not describe the same (B, N) slots"
+    )
+  b, n = pos.shape
+  total = max(bucket, -(-n // bucket) * bucket)
+  fid = np.repeat(np.arange(len(n_t)), n_t)
+  out_pos = np.zeros((b, total), np.int32)
+  out_pad = np.ones((b, total), bool)
+  out_fid = np.full((b, total), len(n_t), np.int32)
+  out_pos[:, :n] = np.where(pad, 0, pos)
+  out_pad[:, :n] = pad
+  out_fid[:, :n] = fid
+  return out_pos, out_pad, out_fid
+
+
+class GazedViT(feature_vit.FeatureViT):
+  """FeatureViT's SigLIP embeddings and encoder plus the post-LayerNorm, fed gazed tokens."""
+
+  def __init__(self, cfg, rngs: nnx.Rngs):
+    vit_config.validate(cfg)
+    super().__init__(cfg, rngs)
+    self.post_layernorm = _layer_norm(cfg.hidden, cfg.eps, rngs)
+
+  @property
+  def tokens_per_frame(self) -> int:
+    return sum(vit_config.tokens_per_scale(self.cfg))
+
+  def position_table(self):
+    """(V, D): the learned table resized to each scale's grid, coarse -> fine."""
+    return jnp.concatenate([self._pos_table(s // self.cfg.patch)[1] for s in self.cfg.scales], 0)
+
+  def __call__(self, pixels_bt3hw, positions_bn, padded_bn, frame_ids_bn, attn_type=None):
+    """pixels: (B, T, 3, H, W) in the ViT's own normalisation; positions: global ids
+    t * V + local (padded slots any valid id); frame_ids: the frame of every slot.
+    Returns last_hidden_state (B, N, D) after the post-LayerNorm."""
+    b, t = pixels_bt3hw.shape[:2]
+    v = self.tokens_per_frame
+    patches = multiscale_patches(pixels_bt3hw, self.cfg.scales, self.cfg.patch)
+    patches = patches.reshape(b, t * v, -1)
+    idx = jnp.where(padded_bn, 0, positions_bn)
+    x = self.patch_proj(jnp.take_along_axis(patches, idx[..., None], axis=1))
+    x = x + self.position_table()[idx % v]
+    x = mesh_lib.constrain(x, ("batch", None, "act_embed"))
+    ids, same = attention_rule(attn_type or self.cfg.attn_type, frame_ids_bn)
+    for block in self.blocks:
+      x = block(x, ids, padded_bn, same)
+    return self.post_layernorm(x)
+
+  def dense(self, pixels_n3hw):
+    """The stock image ViT: every patch at the input's own resolution, full attention within
+    each image, post-LayerNorm -> (N, patches, D). The baseline the gazed path is timed against."""
+    n, _, h, w = pixels_n3hw.shape
+    p = self.cfg.patch
+    if h != w:
+      raise ValueError(f"dense ViT: square images only, got {h}x{w}")
+    x = self.patch_proj(patchify(pixels_n3hw, p)) + self._pos_table(h // p)[1]
+    fid = jnp.zeros(x.shape[:2], jnp.int32)
+    pad = jnp.zeros(x.shape[:2], bool)
+    for block in self.blocks:
+      x = block(x, fid, pad)
+    return self.post_layernorm(x)
+
+  def weight_map(self) -> dict:
+    m = super().weight_map()
+    for part in ("weight", "bias"):
+      key = "scale" if part == "weight" else "bias"
+      m[f"vision_model.post_layernorm.{part}"] = (("post_layernorm", key), lambda w: w)
+    return m
+
+
+def normalize_uint8(frames_bthwc):
+  """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in SigLIP's x / 255, mean 0.5, std 0.5."""
+  x = jnp.asarray(frames_bthwc).astype(jnp.float32) / 255.0
+  return jnp.moveaxis((x - 0.5) / 0.5, -1, -3)
+
+
+def build(cfg, tensors: dict | None = None, mesh=None, seed: int = 0) -> GazedViT:
+  """A GazedViT under `mesh` (sharded by the logical rules), with the vision tower of an
+  HF SigLIP/SigLIP2 state dict when `tensors` are given (a text tower is ignored; every
+  name and shape is checked before anything is allocated), else random weights."""
+  mesh = mesh or mesh_lib.make_mesh()
+  make = lambda: GazedViT(cfg, nnx.Rngs(seed))
+  with mesh_lib.use(mesh):
+    abstract_model = nnx.eval_shape(make)
+    graphdef, abstract = nnx.split(abstract_model)
+    shardings = nnx.get_named_sharding(abstract, mesh)
+    if tensors is None:  # one compiled, sharded init instead of one dispatch per parameter
+      state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
+    else:
+      vision = {k: v for k, v in tensors.items() if k.startswith("vision_model.")}
+      state = jax.device_put(feature_vit.load_state(abstract_model, vision), shardings)
+  return nnx.merge(graphdef, state)
