@@ -125,6 +125,9 @@ class TrainCheckpoints:
     except (ValueError, KeyError) as e:
       raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} does not match the config: {e}") from None
 
+  def should_save(self, step: int) -> bool:
+    return self.mngr.should_save(step)
+
   def reached_preemption(self, step: int) -> bool:
     return self.mngr.reached_preemption(step)
 
