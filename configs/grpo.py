@@ -55,10 +55,12 @@ def get_config(arg: str = "tiny"):
     recon_sample_rate=pick(0.25, 0.125, 0.125),  # R = int(T * rate) rewarded frames per clip
     top_k=50, decode_segments=pick(1, 4, 4),
   ))
+  # Held-out evaluation (the same clips and ratio grid as configs/ntp.py): the smallest gaze
+  # ratio whose budget-only greedy gazes reach loss <= eps, and the official stop-rule
+  # validation (greedy, cap int(cap_ratio * V), stop at eps; the paper reports eps = 0.7).
   c.eval = ml_collections.ConfigDict(dict(
-    every=pick(25, 50, 1000), num_clips=pick(4, 2, 8),
-    eps=pick(1.1, 1.1, 0.7),  # the paper reports the gaze ratio at loss 0.7
-    cap_ratio=0.75, fixed_ratio=pick(0.25, 0.1, 0.1),
+    every=pick(25, 50, 1000), num_clips=pick(8, 2, 16), eps=pick(1.0, 0.9, 0.7), cap_ratio=0.75,
+    ratios=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
     name=pick("adamw", "adamw", "sgd"), lr=pick(1e-3, 3e-4, 5e-4),

@@ -195,11 +195,13 @@ def test_stage_trains_evaluates_and_exports(tmp_path):
   cli.apply_overrides(cfg, ["--config.steps=2", "--config.batch_size=1", "--config.clip_len=2",
                             "--config.log_every=1", "--config.eval.every=2", "--config.eval.num_clips=1",
                             "--config.grpo.group_size=2", "--config.grpo.recon_sample_rate=0.5",
+                            "--config.eval.ratios=(0.25,1.0)", "--config.eval.frames=(0,1)",
                             "--config.mesh.shape=(1,1)"])
   report = grpo_stage.train(cfg, str(tmp_path), progress=False)
   rows = metrics.read(str(tmp_path / "metrics.jsonl"))
   assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
-  assert np.isfinite(report["reward_mean_last_10pct"]) and 0 < report["eval_final"]["eval_gaze_ratio_at_eps"] <= 0.75
+  assert np.isfinite(report["reward_mean_last_10pct"]) and 0 < report["eval_final"]["eval_gaze_ratio_eps_stop"] <= 0.75
+  assert report["eval_final"]["eval_ratio_at_eps"] in (0.25, 1.0)
   gz = AutoGaze.from_pretrained(report["gaze_checkpoint"], mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
   assert gz.config.num_vision_tokens_each_frame == V
   with pytest.raises(ValueError, match="vocabulary"):

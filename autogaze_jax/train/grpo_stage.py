@@ -5,7 +5,9 @@ official weights) or at random; the reconstructor is frozen, from a stage-0 dire
 (`cfg.recon_workdir`) or official weights (`cfg.recon_weights`). Clips come from
 `clip_source(first, count) -> uint8 (count, T, H, W, 3)`, a pure function of the clip
 index so that resumed runs see the same data; by default generated clips. Held-out clips
-(`held_out`, uint8 (N, T, H, W, 3)) default to generated clips of another seed. Writes
+(`held_out`, uint8 (N, T, H, W, 3)) default to the generated validation clips NTP evaluates
+on, and get both evaluations: `ratio_at_eps` (budget-only greedy gazes, where the policy
+looks) and `eps_stop_eval` (the official stop-rule validation, §5.6). Writes
 metrics.jsonl, curve.png, report.json, ckpt/ (train state) and gaze_final/ (a gaze
 checkpoint that `AutoGaze.from_pretrained` reads).
 """
@@ -25,7 +27,8 @@ from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.models.gaze import GazeModel
-from autogaze_jax.train import frozen_recon, gaze_eval, grpo_rollout, grpo_step, loop, recon_stage0
+from autogaze_jax.train import eps_stop_eval, frozen_recon, grpo_rollout, grpo_step, loop, ratio_at_eps, recon_stage0
+from autogaze_jax.train import synthetic_clips
 from autogaze_jax.train import state as state_lib
 
 
@@ -101,12 +104,12 @@ def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=N
   batch_sh = mesh_lib.batch_sharding(mesh, 5)
   e = cfg.eval
   if held_out is None:
-    held_out = recon_stage0.clips(cfg.seed + 7919, 0, e.num_clips, cfg.clip_len, cfg.image_size)
-  evaluate = gaze_eval.make_evaluator(
-    graphdef, recon, mesh, held_out, eps=e.eps, frames=tuple(range(cfg.clip_len)),
-    cap=int(vocab_lib.budgets_from_ratio(e.cap_ratio, 1, vocab)[0]),
-    budget=int(vocab_lib.budgets_from_ratio(e.fixed_ratio, 1, vocab)[0]),
-  )
+    held_out = np.stack([c for _, c in synthetic_clips.source(cfg.seed * 1_000_003 + 7919 * 1_000_003, e.num_clips,
+                                                              cfg.clip_len, cfg.image_size, "val")])
+  by_budget = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, ratios=e.ratios, frames=e.frames)
+  cap = int(vocab_lib.budgets_from_ratio(e.cap_ratio, 1, vocab)[0])
+  by_stop = eps_stop_eval.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, cap=cap, frames=e.frames)
+  evaluate = lambda st, i: {**by_budget(st, i), **by_stop(st, i)}
   stage = loop.Stage(
     step_fn=step_fn,
     host_batch=lambda i: source(i * cfg.batch_size + jax.process_index() * per_host, per_host),
@@ -127,9 +130,9 @@ def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=N
 def _report(workdir: str, cfg, wall: float) -> dict:
   rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
   train_rows = [r for r in rows if "reward_mean" in r]
-  evals = [r for r in rows if "eval_loss_at_budget" in r]
+  evals = [r for r in rows if "eval_ratio_at_eps" in r]
   plots.curves(os.path.join(workdir, "curve.png"), rows,
-               ["reward_mean", "eval_loss_at_budget", "eval_loss_at_eps", "eval_gaze_ratio_at_eps"],
+               ["reward_mean", "recon_loss", "eval_ratio_at_eps", "eval_gaze_ratio_eps_stop"],
                "GRPO: training reward and held-out metrics")
   tenth = max(1, len(train_rows) // 10)
   mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None
