@@ -183,7 +183,7 @@ def cmd_encode(args) -> None:
   if not args.vit:
     print("note: no --vit; using randomly initialised ViT weights (seed 0)", file=sys.stderr)
   encoder = encode.GazedEncoder(encode.load_vit(cfg, args.vit, mesh=gazer.mesh))
-  chunks = long_video.file_chunks(args.video, 16, args.max_frames)
+  chunks = long_video.file_chunks(args.video, args.tile_frames, args.max_frames)
   out = encode.encode_video(gazer, encoder, chunks, _parse_ratio(args.gazing_ratio),
                             args.task_loss_requirement, args.tiles_per_batch, args.tile_frames)
   slots = len(out["tile_origins"]) * args.tile_frames * out["tokens_per_tile_frame"]

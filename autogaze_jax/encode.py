@@ -1,7 +1,8 @@
 """Video -> tiles -> gazes -> features of the gazed patches only (the `encode` command).
 
-The video is read 16 frames at a time and cut into tiles of the ViT's frame size (the
-largest of its scales: 224 for SigLIP2-B/16, 392 for So400m/14), tiles go through the gaze
+The video is read a few frames at a time and cut into tiles of 16 frames (the gaze model's
+clip length) x the ViT's frame size (the largest of its scales: 224 for SigLIP2-B/16, 392
+for So400m/14) with the padding recorded (tiling.py), tiles go through the gaze
 model in fixed-size batches (in the ViT's token layout, see target_scales), and the gazed
 ViT encodes only the gazed tokens of each tile, block-causal over its 16 frames. Padded
 slots, padded tiles and frames past the end of the video are dropped from the output.
@@ -90,6 +91,8 @@ def encode_video(gazer, encoder: GazedEncoder, chunks: Iterable[np.ndarray], gaz
   """
   if tiles_per_batch < 1:
     raise ValueError(f"tiles_per_batch: must be >= 1, got {tiles_per_batch}")
+  if not 1 <= tile_frames <= gazer.config.max_num_frames:
+    raise ValueError(f"tile_frames: must be in [1, {gazer.config.max_num_frames}] (the gaze model's clip length), got {tile_frames}")
   cfg = encoder.cfg
   size, v = cfg.scales[-1], encoder.tokens_per_frame
   rows = {k: [] for k in ("features", "frame", "tile", "scale", "token", "box")}

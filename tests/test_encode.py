@@ -65,6 +65,8 @@ def test_encode_video_keeps_only_real_gazes(tiny, vit_cfg_file):
   g = target_scales.gaze(tiny, video, cfg.scales, cfg.patch, 0.25, generate_only=True)
   feats, (pos, pad, _) = encoder.encode(tiles[:1], g)
   np.testing.assert_allclose(out["features"][first], feats[0][~pad[0]], atol=1e-5)
+  with pytest.raises(ValueError, match=r"tile_frames: must be in \[1, 16\]"):
+    encode.encode_video(tiny, encoder, chunks, 0.25, tile_frames=32)
 
 
 def _run(capsys, *argv):

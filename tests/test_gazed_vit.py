@@ -157,3 +157,21 @@ def test_sharded_over_a_4x2_mesh_equals_one_device(hf_file, model):
     out = fn(state, *args)
   assert out.sharding.spec[0] == ("data", "fsdp")
   np.testing.assert_allclose(np.asarray(out), np.asarray(model(jnp.asarray(px), p, pd, f)), atol=1e-5)
+
+
+def test_configs_and_the_so400m_layout():
+  assert sum(vit_config.tokens_per_scale(vit_config.vit_config("base16_224"))) == 265
+  cfg = vit_config.vit_config("so400m14_384")
+  assert (cfg.hidden, cfg.layers, cfg.pos_grid) == (1152, 27, 27)
+  assert vit_config.tokens_per_scale(cfg) == [16, 64, 196, 784]
+  cfg.hidden, cfg.layers, cfg.heads, cfg.mlp = 16, 1, 2, 32  # the same geometry, tiny widths
+  model = gazed_vit.build(cfg, mesh=_one())
+  table = np.asarray(model.position_table())  # 27x27 resized to 4, 8, 14 and 28 (even 392: 28 != 27)
+  assert table.shape == (1060, 16)
+  from autogaze_jax import bicubic
+
+  grid = np.asarray(model.pos_embed[...]).reshape(27, 27, 16)
+  m = bicubic.bicubic_matrix(27, 28)
+  np.testing.assert_allclose(table[276:], np.einsum("ih,hwd,jw->ijd", m, grid, m).reshape(784, 16), atol=1e-5)
+  with pytest.raises(ValueError, match="unknown variant 'huge'"):
+    vit_config.vit_config("huge")
