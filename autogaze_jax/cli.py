@@ -237,6 +237,8 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  from autogaze_jax import distributed
+
   p = argparse.ArgumentParser(prog="autogaze-jax", description=__doc__.splitlines()[0])
   sub = p.add_subparsers(dest="command", required=True)
 
@@ -254,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--generate-only", action="store_true", help="skip the teacher-forced log-probs")
   g.add_argument("--out", help="write the outputs to this .npz")
   g.add_argument("--viz", help="write a picture of the gazes to this .png")
+  distributed.add_flags(g)
   g.set_defaults(func=cmd_gaze)
 
   v = sub.add_parser("gaze-video", help="gaze a video of any resolution and length (tiles)")
@@ -301,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
   t = sub.add_parser("train", help="train a stage from a config (now: the reconstructor)")
   t.add_argument("--config", required=True, help="configs/recon.py[:tiny|base|large]")
   t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
+  distributed.add_flags(t)
   t.set_defaults(func=cmd_train)
 
   from autogaze_jax.data import commands as data_commands
@@ -322,6 +326,9 @@ def main(argv=None) -> int:
     print("error: --num-frames must be >= 1", file=sys.stderr)
     return 2
   try:
+    from autogaze_jax import distributed
+
+    distributed.initialize(distributed.settings_from_args(args))  # before any backend use
     args.func(args, extra) if args.command == "train" else args.func(args)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)

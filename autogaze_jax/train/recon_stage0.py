@@ -59,6 +59,24 @@ def train_step(graphdef, state, video_u8, key, percep_states, *, cfg, vocab, slo
   return nnx.state(ts), m
 
 
+def vocab_and_slots(cfg) -> tuple[int, int]:
+  """V tokens per frame, and the static gaze slots per frame (ratio_max * V)."""
+  vocab = sum(recon_config.tokens_per_scale(cfg.model))
+  return vocab, max(1, int(cfg.gaze.ratio_max * vocab))
+
+
+def make_step(graphdef, shardings, mesh, cfg, percep_defs=()):
+  """jit with shardings: (state, uint8 clips (B, T, H, W, 3), key, perceptual states) ->
+  (state, metrics); the state is donated, the clips split over the mesh, the rest replicated."""
+  vocab, slots = vocab_and_slots(cfg)
+  repl = mesh_lib.replicated(mesh)
+  return jax.jit(
+    functools.partial(train_step, graphdef, cfg=cfg, vocab=vocab, slots=slots, percep_defs=percep_defs),
+    in_shardings=(shardings, mesh_lib.batch_sharding(mesh, 5), repl, repl), out_shardings=(shardings, repl),
+    donate_argnums=0,
+  )
+
+
 def _global_norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -78,8 +96,7 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
-  vocab = sum(recon_config.tokens_per_scale(cfg.model))
-  slots = max(1, int(cfg.gaze.ratio_max * vocab))
+  vocab, slots = vocab_and_slots(cfg)
   tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
   graphdef, state, shardings = state_lib.create(lambda: Reconstructor(cfg.model, nnx.Rngs(cfg.seed)), tx, mesh)
   batch_sh = mesh_lib.batch_sharding(mesh, 5)
@@ -93,10 +110,7 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
     gd, st = nnx.split(extractor)
     percep_defs.append((w, gd))
     percep_states.append(jax.device_put(st, repl))
-  jitted = jax.jit(
-    functools.partial(train_step, graphdef, cfg=cfg, vocab=vocab, slots=slots, percep_defs=tuple(percep_defs)),
-    in_shardings=(shardings, batch_sh, repl, repl), out_shardings=(shardings, repl), donate_argnums=0,
-  )
+  jitted = make_step(graphdef, shardings, mesh, cfg, tuple(percep_defs))
   step = lambda st, batch, key: jitted(st, batch, key, tuple(percep_states))
   per_host = cfg.batch_size // jax.process_count()
 

@@ -31,11 +31,20 @@ def make_optimizer(cfg, steps: int) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
 
 
+def abstract(make, mesh):
+  """Shapes and shardings of the module `make()` builds, nothing allocated (e.g. for AOT
+  compilation on a topology one does not have): returns (graphdef, state of
+  jax.ShapeDtypeStruct with shardings, shardings)."""
+  with mesh_lib.use(mesh):
+    graphdef, shapes = nnx.split(nnx.eval_shape(make))
+    shardings = nnx.get_named_sharding(shapes, mesh)
+  structs = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+  return graphdef, structs, shardings
+
+
 def create(make_model, tx, mesh):
   """Sharded state without a host-side full copy: returns (graphdef, state, shardings)."""
+  graphdef, _, shardings = abstract(lambda: TrainState(make_model(), tx), mesh)
   with mesh_lib.use(mesh):
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: TrainState(make_model(), tx)))
-    shardings = nnx.get_named_sharding(abstract, mesh)
     state = jax.jit(lambda: nnx.state(TrainState(make_model(), tx)), out_shardings=shardings)()
   return graphdef, state, shardings
-

@@ -1,0 +1,234 @@
+"""Ahead-of-time compilation of the real steps for a TPU topology one does not have
+(`jax.experimental.topologies` + the `libtpu` compiler from PyPI; no TPU needed), and what the
+compiled programs say: HBM per chip, FLOPs, bytes, a roofline time and clips/s.
+
+Steps: the NTP, GRPO and reconstructor (stage 0) train steps exactly as the stages jit them
+(donated state, sharded batch), and whole-clip gazing (`decoding.generate`, as `AutoGaze.gaze`
+runs it). Everything is abstract (`jax.ShapeDtypeStruct` with shardings); nothing is allocated.
+
+Two caveats about the numbers, both handled here:
+* XLA's cost analysis counts a loop body once, whatever its trip count (checked: a scan of 8
+  matmuls reports the FLOPs of one). The steps are full of scans (gradient accumulation,
+  frame-by-frame decoding), so FLOPs are also counted from the jaxpr, matmuls and
+  convolutions only, with scan lengths; XLA's bytes are scaled by the same loop factor
+  (jaxpr FLOPs with trip counts / once) as an estimate of the HBM traffic.
+* `optimal_seconds` is -1 for these compiles, so the time is our roofline per chip:
+  max(FLOPs x passes / peak bf16 FLOP/s, bytes / HBM bandwidth) from the public per-chip
+  specs below. It ignores ICI collectives and perfect overlap is assumed, so it is a lower
+  bound; `passes` is 6 for f32 matmuls at precision "highest" (gazing, for parity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import decoding
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab as vocab_lib
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.models.reconstructor import Reconstructor
+from autogaze_jax.train import state as state_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  peak_flops: float  # dense bf16 FLOP/s
+  hbm_bw: float  # bytes/s
+  hbm_bytes: float
+
+
+# Public Cloud TPU per-chip specs (cloud.google.com/tpu/docs: v5e, v5p, v6e system architecture).
+CHIPS = {
+  "v5e": Chip(197e12, 819e9, 16 * 2**30),
+  "v5p": Chip(459e12, 2765e9, 95 * 2**30),
+  "v6e": Chip(918e12, 1640e9, 32 * 2**30),
+}
+
+
+def topology_devices(name: str):
+  """The devices of a TPU topology such as 'v5e:16x16', 'v5p:4x4x4', 'v6e:8x8' (no TPU needed)."""
+  kind = name.partition(":")[0]
+  if kind not in CHIPS or ":" not in name:
+    raise ValueError(f"--topology: {name!r} is not CHIP:SHAPE with CHIP one of {sorted(CHIPS)} (e.g. v5e:16x16)")
+  # Compiling only: do not take libtpu's single-user lock (another process may hold it).
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  from jax.experimental import topologies
+
+  try:
+    return topologies.get_topology_desc(platform="tpu", topology_name=name).devices
+  except Exception as e:  # libtpu missing, or a shape the chip does not come in
+    raise ValueError(f"--topology {name}: cannot describe it ({e}); is libtpu installed?") from None
+
+
+@dataclasses.dataclass
+class Step:
+  name: str
+  fn: Callable  # jitted, with shardings
+  args: tuple  # abstract arguments (jax.ShapeDtypeStruct with shardings)
+  clips: int  # clips per call (global)
+  passes: int = 1  # bf16 passes per matmul
+
+
+def _struct(shape, dtype, sharding):
+  return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=sharding)
+
+
+def _key(mesh):
+  return _struct((), jax.eval_shape(lambda: jax.random.key(0)).dtype, mesh_lib.replicated(mesh))
+
+
+def _check_batch(what: str, batch: int, mesh) -> None:
+  if batch % mesh.size:
+    raise ValueError(f"{what}: a global batch of {batch} clips does not split over {mesh.size} chips; "
+                     f"override the batch size (a multiple of {mesh.size}) or use a smaller topology")
+
+
+def ntp_step(cfg, mesh) -> Step:
+  from autogaze_jax.train import ntp
+
+  accum = cfg.batch_size // (cfg.micro_batch_size or cfg.batch_size)
+  _check_batch("ntp micro-batch", cfg.batch_size // accum, mesh)
+  g = cfg.gaze
+  tx = ntp.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, sh = state_lib.abstract(lambda: state_lib.TrainState(GazeModel(g, nnx.Rngs(0)), tx), mesh)
+  fn, bsh = ntp.jit_step(graphdef, sh, mesh, accum_steps=accum, tlp_weight=cfg.loss.tlp_weight,
+                         optimize_tlp=cfg.loss.optimize_task_loss_prediction)
+  v, k, b, t = g.num_vision_tokens_each_frame, g.decoder.num_multi_token_pred, cfg.batch_size, cfg.clip_len
+  slots = vocab_lib.slots_per_frame(int(cfg.label.budget_ratio_first * v), k)  # the labels' longest frame
+  batch = {"video": _struct((b, t, cfg.image_size, cfg.image_size, 3), jnp.uint8, bsh["video"]),
+           "ids": _struct((b, t, slots), jnp.int32, bsh["ids"]), "lens": _struct((b, t), jnp.int32, bsh["lens"]),
+           "task_losses": _struct((b, t, slots), jnp.float32, bsh["task_losses"])}
+  return Step("ntp", fn, (state, batch, _key(mesh)), b)
+
+
+def grpo_step(cfg, mesh) -> Step:
+  from autogaze_jax.train import grpo_stage
+  from autogaze_jax.train import grpo_step as step_lib
+
+  _check_batch("grpo", cfg.batch_size, mesh)
+  g = cfg.gaze
+  spec = grpo_stage.step_spec(cfg, g.num_vision_tokens_each_frame, g.decoder.num_multi_token_pred)
+  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, sh = state_lib.abstract(lambda: state_lib.TrainState(GazeModel(g, nnx.Rngs(0)), tx), mesh)
+  recon_def, recon, _ = state_lib.abstract(lambda: Reconstructor(cfg.recon, nnx.Rngs(0)), mesh)
+  repl = mesh_lib.replicated(mesh)
+  recon = jax.tree.map(lambda x: _struct(x.shape, x.dtype, repl), recon)  # as grpo_stage puts it
+  fn = step_lib.make_step(graphdef, sh, mesh, recon_def, spec)
+  video = _struct((cfg.batch_size, cfg.clip_len, cfg.image_size, cfg.image_size, 3), jnp.uint8,
+                  mesh_lib.batch_sharding(mesh, 5))
+  return Step("grpo", fn, (state, video, _key(mesh), recon), cfg.batch_size)
+
+
+def recon_step(cfg, mesh) -> Step:
+  from autogaze_jax.train import recon_stage0
+
+  _check_batch("recon", cfg.batch_size, mesh)
+  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, sh = state_lib.abstract(lambda: state_lib.TrainState(Reconstructor(cfg.model, nnx.Rngs(0)), tx),
+                                           mesh)
+  fn = recon_stage0.make_step(graphdef, sh, mesh, cfg)
+  video = _struct((cfg.batch_size, cfg.clip_len, cfg.image_size, cfg.image_size, 3), jnp.uint8,
+                  mesh_lib.batch_sharding(mesh, 5))
+  return Step("recon", fn, (state, video, _key(mesh), ()), cfg.batch_size)
+
+
+def _generate(graphdef, params, video, budgets, eps, key, temperature, *, spec, precision):
+  with jax.default_matmul_precision(precision):
+    return decoding.generate(nnx.merge(graphdef, params), video, budgets, eps, key, temperature, spec)
+
+
+def gaze_step(gaze_cfg, mesh, batch: int, frames: int = 16, ratio: float | None = None,
+              task_loss_requirement: float | None = None) -> Step:
+  """Whole-clip gazing of `batch` preprocessed clips (B, frames, 3, 224, 224), greedy,
+  batch-invariant, at the config's inference defaults unless given."""
+  _check_batch("gazing", batch, mesh)
+  inf = gaze_cfg.inference
+  ratio = inf.gazing_ratio if ratio is None else ratio
+  eps = inf.task_loss_requirement if task_loss_requirement is None else task_loss_requirement
+  v, k = gaze_cfg.num_vision_tokens_each_frame, gaze_cfg.decoder.num_multi_token_pred
+  budgets = vocab_lib.budgets_from_ratio(ratio, frames, v)
+  spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(int(budgets.max()), k), use_task_loss=eps is not None)
+  graphdef, params, psh = state_lib.abstract(lambda: GazeModel(gaze_cfg, nnx.Rngs(0)), mesh)
+  repl = mesh_lib.replicated(mesh)
+  size = gaze_cfg.input_img_size
+  fn = jax.jit(functools.partial(_generate, graphdef, spec=spec, precision=gaze_cfg.matmul_precision),
+               in_shardings=(psh, mesh_lib.batch_sharding(mesh, 5), repl, mesh_lib.batch_sharding(mesh, 2), repl, repl))
+  args = (params, _struct((batch, frames, 3, size, size), jnp.float32, mesh_lib.batch_sharding(mesh, 5)),
+          _struct((frames,), jnp.int32, repl), _struct((batch, frames), jnp.float32, mesh_lib.batch_sharding(mesh, 2)),
+          _key(mesh), _struct((), jnp.float32, repl))
+  return Step("gaze", fn, args, batch, passes=6 if gaze_cfg.matmul_precision == "highest" else 1)
+
+
+def matmul_flops(jaxpr) -> tuple[float, float]:
+  """Global FLOPs of the matmuls and convolutions in a jaxpr: (with scan trip counts, with
+  every loop body once). `cond` counts its most expensive branch; `while` bodies count once."""
+  total = once = 0.0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      f = 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+      total, once = total + f, once + f
+    elif name == "conv_general_dilated":
+      rhs = eqn.invars[1].aval.shape
+      per_out = np.prod([rhs[d] for d in eqn.params["dimension_numbers"].rhs_spec[1:]])
+      f = 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_out
+      total, once = total + f, once + f
+    else:
+      subs = [matmul_flops(j) for j in _sub_jaxprs(eqn.params)]
+      if subs:
+        t, o = (max(s[0] for s in subs), max(s[1] for s in subs)) if name == "cond" else np.sum(subs, 0)
+        total += t * (eqn.params["length"] if name == "scan" else 1)
+        once += o
+  return float(total), float(once)
+
+
+def _sub_jaxprs(params):
+  for v in params.values():
+    for x in v if isinstance(v, (tuple, list)) else (v,):
+      if isinstance(x, jax.extend.core.ClosedJaxpr):
+        yield x.jaxpr
+      elif isinstance(x, jax.extend.core.Jaxpr):
+        yield x
+
+
+def analyse(step: Step, mesh, chip: Chip) -> dict:
+  """Lowers and compiles `step` for the mesh's devices; memory, costs and the roofline."""
+  t0 = time.perf_counter()
+  with mesh_lib.use(mesh):
+    traced = step.fn.trace(*step.args)
+    compiled = traced.lower().compile()
+  seconds = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops, once = matmul_flops(traced.jaxpr.jaxpr)
+  loop_factor = flops / once if once else 1.0
+  n = mesh.size
+  hbm = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+  per_chip_flops = flops / n
+  bytes_est = float(cost.get("bytes accessed", 0.0)) * loop_factor
+  t_compute = per_chip_flops * step.passes / chip.peak_flops
+  t_memory = bytes_est / chip.hbm_bw
+  t = max(t_compute, t_memory)
+  return {
+    "step": step.name, "chips": n, "mesh": dict(mesh.shape), "clips_per_step": step.clips,
+    "hbm_args_gib": mem.argument_size_in_bytes / 2**30, "hbm_temp_gib": mem.temp_size_in_bytes / 2**30,
+    "hbm_out_gib": mem.output_size_in_bytes / 2**30, "hbm_alias_gib": mem.alias_size_in_bytes / 2**30,
+    "hbm_total_gib": hbm / 2**30, "hbm_chip_gib": chip.hbm_bytes / 2**30, "fits": hbm <= chip.hbm_bytes,
+    "xla_flops": float(cost.get("flops", 0.0)), "xla_bytes": float(cost.get("bytes accessed", 0.0)),
+    "flops_per_chip": per_chip_flops, "loop_factor": loop_factor, "bytes_per_chip_est": bytes_est,
+    "passes": step.passes, "t_compute_s": t_compute, "t_memory_s": t_memory, "t_step_s": t,
+    "bound": "compute" if t_compute >= t_memory else "memory", "clips_per_s": step.clips / t if t else float("inf"),
+    "compile_s": seconds,
+  }

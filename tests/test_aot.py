@@ -1,0 +1,48 @@
+"""AOT compilation for a TPU topology on a CPU-only machine (libtpu's compiler), and the
+loop-aware FLOP count that the roofline estimate rests on."""
+
+import importlib.util
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from autogaze_jax import aot
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "launch"))
+
+needs_libtpu = pytest.mark.skipif(
+  importlib.util.find_spec("libtpu") is None,
+  reason="libtpu is not installed (pip install 'libtpu==0.0.50.*'; .ci/run installs it)",
+)
+
+
+def test_flops_count_scan_trip_counts():
+  w = jnp.ones((16, 16))
+
+  def f(x):
+    return jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=8)[0]
+
+  total, once = aot.matmul_flops(jax.make_jaxpr(f)(jnp.ones((4, 16))).jaxpr)
+  assert once == 2 * 4 * 16 * 16 and total == 8 * once
+
+
+def test_unknown_topology_is_a_clear_error():
+  with pytest.raises(ValueError, match="CHIP:SHAPE"):
+    aot.topology_devices("v9z:2x2")
+
+
+@needs_libtpu
+def test_ntp_step_compiles_for_a_tpu_topology(capsys):
+  import aot_compile
+
+  assert aot_compile.main(["--config", "configs/ntp.py:tiny", "--topology", "v5e:2x2",
+                           "--config.batch_size=8"]) == 0
+  out = capsys.readouterr().out
+  assert "on v5e:2x2 (4 chips" in out
+  fields = [c.strip() for c in out.strip().splitlines()[-1].strip("|").split("|")]
+  row = dict(zip(aot_compile.HEADER, fields))
+  assert row["step"] == "ntp" and row["mesh (data,fsdp)"] == "(4,1)" and row["fits"] == "yes"
+  assert float(row["GFLOP/chip"]) > 0 and float(row["clips/s (slice)"]) > 0
