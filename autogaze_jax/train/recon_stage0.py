@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from autogaze_jax import distributed
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task, sample_video
 from autogaze_jax.models.reconstructor import Reconstructor
@@ -93,8 +94,10 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
   """Runs stage 0 and writes metrics.jsonl, curve.png, reconstructions.png, report.json."""
   recon_config.validate(cfg.model)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json(indent=2))
+  main = distributed.is_main()  # only process 0 writes files; every process returns the report
+  if main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   vocab, slots = vocab_and_slots(cfg)
   tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
@@ -149,8 +152,9 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
   wall = time.perf_counter() - t0
   rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
   keys = [f"eval_l1_ratio_{r:g}" for r in cfg.eval.ratios]
-  plots.curves(os.path.join(workdir, "curve.png"), rows, ["l1"] + keys, "reconstructor stage 0: per-frame L1")
-  if last_pictures:
+  if main:
+    plots.curves(os.path.join(workdir, "curve.png"), rows, ["l1"] + keys, "reconstructor stage 0: per-frame L1")
+  if last_pictures and main:
     r = cfg.eval.ratios[-1]
     pred, target = last_pictures[r]
     plots.reconstructions(os.path.join(workdir, "reconstructions.png"), target, pred,
@@ -161,6 +165,7 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
     "eval_l1_untrained": {k: evals[0][k] for k in keys} if evals else None,
     "eval_l1_final": {k: evals[-1][k] for k in keys} if evals else None,
   }
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  if main:
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+      json.dump(report, f, indent=2)
   return report
