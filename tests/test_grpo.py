@@ -146,6 +146,7 @@ def test_steps_run_and_change_parameters(single):
   assert sum(changed) > len(changed) // 2
 
 
+@pytest.mark.slow  # a second compile of the step, SPMD-partitioned over (4, 2)
 def test_sharded_step_equals_single_device(single):
   a_state, a_rows = _run(single, 2, state=jax.tree.map(jnp.copy, single[1]))
   sharded = _setup((4, 2))
@@ -190,6 +191,7 @@ def test_frozen_reconstructor_from_a_stage0_directory(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow  # train, evaluate (two evaluators), export, restart from the export
 def test_stage_trains_evaluates_and_exports(tmp_path):
   cfg = cli.load_config_file(f"{ROOT}/configs/grpo.py:tiny")
   cli.apply_overrides(cfg, ["--config.steps=2", "--config.batch_size=1", "--config.clip_len=2",
@@ -202,8 +204,15 @@ def test_stage_trains_evaluates_and_exports(tmp_path):
   assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
   assert np.isfinite(report["reward_mean_last_10pct"]) and 0 < report["eval_final"]["eval_gaze_ratio_eps_stop"] <= 0.75
   assert report["eval_final"]["eval_ratio_at_eps"] in (0.25, 1.0)
-  gz = AutoGaze.from_pretrained(report["gaze_checkpoint"], mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  gz = AutoGaze.from_pretrained(report["gaze_checkpoint"], mesh=mesh)
   assert gz.config.num_vision_tokens_each_frame == V
+  cfg.init_gaze = report["gaze_checkpoint"]  # the next stage starts from the exported model
+  _, graphdef, state, _ = grpo_stage.initial_state(cfg, mesh)
+  got = jax.device_get(nnx.state(nnx.merge(graphdef, state).model, nnx.Param))
+  for x, y in zip(jax.tree.leaves(jax.device_get(nnx.state(gz.model, nnx.Param))), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(x, y)
+  cfg.init_gaze = ""
   with pytest.raises(ValueError, match="vocabulary"):
     cfg.recon.scales = (32, 64, 112)
     grpo_stage.train(cfg, str(tmp_path / "bad"), progress=False)

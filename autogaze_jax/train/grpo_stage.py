@@ -32,18 +32,21 @@ from autogaze_jax.train import synthetic_clips
 from autogaze_jax.train import state as state_lib
 
 
-def _gaze_start(cfg, mesh):
-  """(gaze config, initial Param state or None)."""
-  if not cfg.init_gaze:
-    return cfg.gaze, None
-  gz = AutoGaze.from_pretrained(cfg.init_gaze, mesh=mesh)
-  return gz.config, nnx.state(gz.model, nnx.Param)
-
-
-def _with_params(graphdef, state, params):
-  ts = nnx.merge(graphdef, state)
-  nnx.update(ts.model, params)
-  return nnx.state(ts)
+def initial_state(cfg, mesh):
+  """(gaze config, graphdef, state, shardings) of a fresh TrainState whose gaze model is
+  `cfg.init_gaze` (its config wins over `cfg.gaze`) or random."""
+  gaze_cfg = cfg.gaze
+  if cfg.init_gaze:
+    start = AutoGaze.from_pretrained(cfg.init_gaze, mesh=mesh)
+    gaze_cfg = start.config
+  config_lib.validate(gaze_cfg)
+  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
+  graphdef, state, shardings = state_lib.create(lambda: GazeModel(gaze_cfg, nnx.Rngs(cfg.seed)), tx, mesh)
+  if cfg.init_gaze:
+    ts = nnx.merge(graphdef, state)
+    nnx.update(ts.model, nnx.state(start.model, nnx.Param))
+    state = nnx.state(ts)
+  return gaze_cfg, graphdef, state, shardings
 
 
 def _check_pair(gaze_cfg, recon) -> int:
@@ -78,15 +81,10 @@ def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=N
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   if cfg.batch_size % mesh.size:
     raise ValueError(f"grpo: batch_size={cfg.batch_size} clips must be a multiple of the {mesh.size} devices")
-  gaze_cfg, init_params = _gaze_start(cfg, mesh)
-  config_lib.validate(gaze_cfg)
+  gaze_cfg, graphdef, state, shardings = initial_state(cfg, mesh)
   recon = frozen_recon.load(cfg.recon, mesh, workdir=cfg.recon_workdir, weights=cfg.recon_weights, seed=cfg.seed + 1)
   vocab = _check_pair(gaze_cfg, recon)
   spec = step_spec(cfg, vocab, gaze_cfg.decoder.num_multi_token_pred)
-  tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
-  graphdef, state, shardings = state_lib.create(lambda: GazeModel(gaze_cfg, nnx.Rngs(cfg.seed)), tx, mesh)
-  if init_params is not None:
-    state = _with_params(graphdef, state, init_params)
   recon_def, recon_state = nnx.split(recon)
   recon_state = jax.device_put(recon_state, mesh_lib.replicated(mesh))
   jitted = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
