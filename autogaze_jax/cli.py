@@ -67,27 +67,29 @@ def apply_overrides(cfg, overrides: list[str]):
   return cfg
 
 
+TRAIN_STAGES = {"recon": "recon_stage0", "ntp": "ntp_stage", "grpo": "grpo_stage"}
+
+
 def cmd_train(args, overrides) -> None:
   cfg = apply_overrides(load_config_file(args.config), overrides)
-  if cfg.stage == "ntp":
-    from autogaze_jax.train import ntp_stage
+  if cfg.get("stage") not in TRAIN_STAGES:
+    raise ValueError(f"config.stage: {cfg.get('stage')!r} is not one of {', '.join(TRAIN_STAGES)}")
+  module = importlib.import_module(f"autogaze_jax.train.{TRAIN_STAGES[cfg.stage]}")
+  print(json.dumps(module.train(cfg, args.workdir), indent=2))
+  made = "reconstructions.png" if cfg.stage == "recon" else "gaze_final/"
+  print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, {made}")
 
-    print(json.dumps(ntp_stage.train(cfg, args.workdir), indent=2))
-    print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, gaze_final/")
-    return
-  if cfg.stage == "grpo":
-    from autogaze_jax.train import grpo_stage
 
-    print(json.dumps(grpo_stage.train(cfg, args.workdir), indent=2))
-    print(f"wrote {args.workdir}/metrics.jsonl, curve.png, report.json, ckpt/, gaze_final/")
-    return
-  if cfg.stage != "recon":
-    raise ValueError(f"config.stage: {cfg.stage!r} is not a trainable stage yet (have: 'recon')")
-  from autogaze_jax.train import recon_stage0
+def cmd_pipeline(args) -> None:
+  """The main job: every stage on the embedded default, then a report."""
+  from autogaze_jax.train import end_to_end
 
-  report = recon_stage0.train(cfg, args.workdir)
-  print(json.dumps(report, indent=2))
-  print(f"wrote {args.workdir}/metrics.jsonl, curve.png, reconstructions.png, report.json, ckpt/")
+  if not os.path.isdir(args.configs):
+    raise ValueError(f"--configs: {args.configs} is not a directory (run from the repository root)")
+  report = end_to_end.run(args.workdir, args.configs)
+  print(json.dumps({k: report[k] for k in ("eps", "ratio_at_eps", "ntp_learned", "grpo_improved_on_ntp",
+                                           "total_wall_s")}, indent=2))
+  print(f"wrote {args.workdir}/report.md, report.json, ratio_at_eps.png, gazes_*.png and one folder per stage")
 
 
 def _load_model(args):
@@ -164,16 +166,6 @@ def cmd_gaze_video(args) -> None:
     print(f"wrote {args.out}")
 
 
-def cmd_label(args) -> None:
-  """Greedy NTP labels of clips (default: synthetic) with a stage-0 reconstructor."""
-  from autogaze_jax.train import greedy_labels
-
-  cfg = load_config_file(args.config)
-  if args.num_clips is not None:
-    cfg.label.num_clips = args.num_clips
-  print(json.dumps(greedy_labels.run(cfg, args.recon_checkpoint, args.out), indent=2))
-
-
 def cmd_encode(args) -> None:
   """Video -> 16-frame tiles -> gazes -> gazed-ViT features of the gazed patches only."""
   from autogaze_jax import encode, long_video, vit_config
@@ -192,6 +184,24 @@ def cmd_encode(args) -> None:
         f"patches), gazing {out['gaze_seconds']:.1f} s, ViT {out['vit_seconds']:.1f} s")
   np.savez_compressed(args.out, **{k: v for k, v in out.items() if not k.endswith("seconds")})
   print(f"wrote {args.out}")
+
+
+def cmd_label(args) -> None:
+  """Greedy NTP labels of clips (default: synthetic) with a stage-0 reconstructor."""
+  from autogaze_jax.train import greedy_labels
+
+  cfg = load_config_file(args.config)
+  if args.num_clips is not None:
+    cfg.label.num_clips = args.num_clips
+  print(json.dumps(greedy_labels.run(cfg, args.recon_checkpoint, args.out), indent=2))
+
+
+def cmd_ckpt(args) -> None:
+  from autogaze_jax import checkpoint_info
+
+  info = checkpoint_info.info(args.dir)
+  step = "" if info["step"] is None else f"step {info['step']}  "
+  print(f"{info['kind']}  {step}params {info['num_params']:,}  sha256 {info['sha256']}")
 
 
 def cmd_convert(args) -> None:
@@ -306,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
   distributed.add_flags(t)
   t.set_defaults(func=cmd_train)
+
+  e = sub.add_parser("pipeline", help="the main job: stage 0 -> labels -> NTP -> GRPO -> eval -> report (CPU, tiny)")
+  e.add_argument("--workdir", default="runs/pipeline", help="every stage's output; rerun to resume")
+  e.add_argument("--configs", default="configs", help="the folder of configs/*.py")
+  e.set_defaults(func=cmd_pipeline)
+
+  k = sub.add_parser("ckpt", help="inspect checkpoints")
+  k.add_argument("action", choices=["info"])
+  k.add_argument("dir", help="a training workdir (with ckpt/) or a saved model directory")
+  k.set_defaults(func=cmd_ckpt)
 
   from autogaze_jax.data import commands as data_commands
 

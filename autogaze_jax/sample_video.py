@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def _world(rng, side: int) -> np.ndarray:
-  """uint8 (side, side, 3): smooth tinted waves, a stripe band and a panel of 'text'."""
+def _world(rng, side: int, sparse: bool = False) -> np.ndarray:
+  """uint8 (side, side, 3): smooth tinted waves, plus (unless sparse) a stripe band and a
+  panel of 'text'."""
   yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-  freq = rng.uniform(2, 9, 3)
+  freq = rng.uniform(2, 9, 3) * (0.25 if sparse else 1.0)
   tint = rng.uniform(0.2, 0.6, 3)
   w = np.stack([tint[c] + 0.12 * np.sin(2 * freq[c] * (xx + yy * (c - 1))) for c in range(3)], -1)
+  if sparse:  # no sensor noise: what cannot be predicted is the objects
+    return np.clip(w * 255, 0, 255).astype(np.uint8)
   w += rng.normal(0, 0.02, w.shape).astype(np.float32)
   y0, h = int(rng.integers(0, side * 3 // 4)), side // 10
   band = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * xx[y0 : y0 + h] * rng.uniform(30, 80)))
@@ -35,11 +38,11 @@ def _world(rng, side: int) -> np.ndarray:
   return np.clip(w * 255, 0, 255).astype(np.uint8)
 
 
-def _objects(rng, size: int):
+def _objects(rng, size: int, sparse: bool = False):
   out = []
   for _ in range(int(rng.integers(1, 4))):
-    side = int(size * rng.uniform(0.1, 0.25))
-    cells = int(rng.integers(2, 7))
+    side = int(size * (rng.uniform(0.2, 0.35) if sparse else rng.uniform(0.1, 0.25)))
+    cells = int(rng.integers(1, 3) if sparse else rng.integers(2, 7))
     checker = ((np.indices((side, side)) * cells // side).sum(0) % 2).astype(np.float32)
     colour = rng.uniform(0, 1, 3)
     tex = checker[..., None] * colour + (1 - checker[..., None]) * 0.08
@@ -47,9 +50,10 @@ def _objects(rng, size: int):
   return out
 
 
-def _camera(rng):
-  """(pan velocity in world fractions per frame, zoom factor per frame); static half the time."""
-  if rng.random() < 0.5:
+def _camera(rng, sparse: bool = False):
+  """(pan velocity in world fractions per frame, zoom factor per frame); static half the time
+  (always, for sparse scenes)."""
+  if sparse or rng.random() < 0.5:
     return np.zeros(2), 1.0
   pan = rng.uniform(-0.012, 0.012, 2)
   zoom = float(np.exp(rng.uniform(-0.025, 0.025))) if rng.random() < 0.5 else 1.0
@@ -72,14 +76,22 @@ def _render(world, objects, pan, zoom, t: int, size: int) -> np.ndarray:
   return frame
 
 
-def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0) -> np.ndarray:
-  """uint8 (T, size, size, 3)."""
+STYLES = ("rich", "sparse")
+
+
+def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0, style: str = "rich") -> np.ndarray:
+  """uint8 (T, size, size, 3). style "sparse": a static camera on a smooth, noise-free world
+  with a few large moving objects as the only detail (where gazing matters most; used by the
+  CPU-sized training runs)."""
+  if style not in STYLES:
+    raise ValueError(f"synthetic style: {style!r} is not one of {', '.join(STYLES)}")
   rng = np.random.default_rng(seed)
-  scenes = [(_world(rng, 2 * size), _objects(rng, size), *_camera(rng))]
+  sparse = style == "sparse"
+  scenes = [(_world(rng, 2 * size, sparse), _objects(rng, size, sparse), *_camera(rng, sparse))]
   cut = num_frames
   if num_frames > 4 and rng.random() < 0.3:
     cut = int(rng.integers(2, num_frames - 1))
-    scenes.append((_world(rng, 2 * size), _objects(rng, size), *_camera(rng)))
+    scenes.append((_world(rng, 2 * size, sparse), _objects(rng, size, sparse), *_camera(rng, sparse)))
   frames = []
   for t in range(num_frames):
     world, objects, pan, zoom = scenes[0] if t < cut else scenes[1]

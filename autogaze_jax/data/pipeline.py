@@ -37,7 +37,7 @@ def data_config() -> ml_collections.ConfigDict:
     min_frames=1, strict=False, max_retries=32, shuffle=True,
     num_workers=0,  # worker processes (mp_prefetch); 0 = decode in this process
     read_threads=2, prefetch_buffer=32,  # decode threads (PyAV and PIL release the GIL) and buffered clips
-    synthetic_count=100_000,
+    synthetic_count=100_000, synthetic_style="rich",  # rich | sparse (see sample_video)
     labels="",  # gazing_labels.json (comma-separated / globs): train only on labelled clips, with their labels
     label_slots=0,  # static gaze slots per frame for labels (0: the smallest multiple of K that fits)
   ))
@@ -49,7 +49,8 @@ def make_source(cfg, split: str = "train", seed: int = 0):
     raise ValueError(f"data.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
   folder = lambda paths, window=cfg.window: sources.FolderSource(
     paths, cfg.clip_len, cfg.frame_sample_rate, window, cfg.min_frames)
-  synthetic = lambda: sources.SyntheticSource(cfg.synthetic_count, cfg.clip_len, cfg.image_size, seed, split)
+  synthetic = lambda: sources.SyntheticSource(cfg.synthetic_count, cfg.clip_len, cfg.image_size, seed, split,
+                                              cfg.synthetic_style)
   if cfg.source == "synthetic":
     return synthetic()
   if cfg.source == "folder":
@@ -119,6 +120,31 @@ def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_e
   if cfg.num_workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers))
   return ds
+
+
+def for_training(cfg) -> ml_collections.ConfigDict:
+  """A training config's `data`, checked against its clip shape (`clip_len`, `image_size`)."""
+  data = cfg.data
+  if (data.clip_len, data.image_size) != (cfg.clip_len, cfg.image_size):
+    raise ValueError(f"config: data.clip_len/image_size ({data.clip_len}, {data.image_size}) differ from "
+                     f"clip_len/image_size ({cfg.clip_len}, {cfg.image_size}); set the top-level ones")
+  return data
+
+
+def eval_clips(cfg, count: int, seed: int = 0) -> np.ndarray:
+  """The first `count` usable clips of the validation split, uint8 (count, T, S, S, 3), the
+  same on every call (held-out evaluation)."""
+  source = make_source(cfg, "val", seed)
+  load = loading.LoadClip(source, np.arange(len(source)), cfg.image_size, "center", cfg.strict, 0, cfg.clip_len)
+  out = []
+  for i in range(len(source)):
+    try:
+      out.append(load.load(i, np.random.default_rng(i)))
+    except clip_reader.ClipError as e:
+      log.warning("data: held-out clip skipped: %s", e)
+    if len(out) == count:
+      return np.stack(out)
+  raise ValueError(f"data: the validation split has {len(out)} usable clips; {count} are needed")
 
 
 def to_global(batch: dict, mesh) -> dict:

@@ -78,8 +78,10 @@ class FolderSource:
 
 
 class SyntheticSource:
-  def __init__(self, count: int, clip_len: int = 16, size: int = 224, seed: int = 0, split: str = "train"):
+  def __init__(self, count: int, clip_len: int = 16, size: int = 224, seed: int = 0, split: str = "train",
+               style: str = "rich"):
     self.count, self.clip_len, self.size, self.seed, self.split = count, clip_len, size, seed, split
+    self.style = style
 
   def __len__(self):
     return self.count
@@ -90,7 +92,7 @@ class SyntheticSource:
   def load(self, i: int, rng=None) -> np.ndarray:
     # Disjoint seed ranges per split, so train and val never share a clip.
     offset = {"train": 0, "val": 1 << 30}.get(self.split, 2 << 30)
-    return sample_video.make_clip(self.clip_len, self.size, self.seed * 7919 + offset + i)
+    return sample_video.make_clip(self.clip_len, self.size, self.seed * 7919 + offset + i, self.style)
 
 
 class TfdsSource:

@@ -1,8 +1,8 @@
 """Stage 0: training the reconstructor on random multi-scale gaze patterns (TRAINING.md
 §1.11): per clip and frame a gazing ratio ~ U[min, max], that many distinct random tokens of
 the V-token vocabulary; the loss is the per-frame reconstruction loss of
-int(T * recon_sample_rate) random frames. Data are generated clips, a pure function of
-(seed, step), so a resumed run sees exactly the batches it would have seen.
+int(T * recon_sample_rate) random frames. Clips come from the Grain pipeline (`config.data`),
+whose position is checkpointed, so a resumed run sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flax import nnx
 from autogaze_jax import distributed
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task, sample_video
+from autogaze_jax.data import pipeline
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import loop
 from autogaze_jax.train import state as state_lib
@@ -115,16 +116,18 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
     percep_states.append(jax.device_put(st, repl))
   jitted = make_step(graphdef, shardings, mesh, cfg, tuple(percep_defs))
   step = lambda st, batch, key: jitted(st, batch, key, tuple(percep_states))
-  per_host = cfg.batch_size // jax.process_count()
+  data = pipeline.for_training(cfg)
+  batches = iter(pipeline.make_dataset(data, pipeline.make_source(data, "train", cfg.seed),
+                                       batch_size=cfg.batch_size, seed=cfg.seed))
 
-  def host_batch(i):
-    return clips(cfg.seed, (i * cfg.batch_size) + jax.process_index() * per_host, per_host, cfg.clip_len, cfg.image_size)
+  def host_batch(i):  # the iterator's position is checkpointed, so a resumed run continues it
+    return next(batches)["video"]
 
   def put_batch(x):
     return jax.make_array_from_process_local_data(batch_sh, x)
 
-  # Held-out clips: seeds disjoint from training (another seed stream), fixed gazes.
-  held = clips(cfg.seed + 7919, 0, cfg.eval.num_clips, cfg.clip_len, cfg.image_size)
+  # Held-out clips (the validation split), fixed gazes.
+  held = pipeline.eval_clips(data, cfg.eval.num_clips, cfg.seed)
   held_ids, held_lens = [], []
   for r in cfg.eval.ratios:
     ids, lens = random_gazes(jax.random.key(123), cfg.eval.num_clips, cfg.clip_len, vocab, slots, r, r)
@@ -145,7 +148,7 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
 
   t0 = time.perf_counter()
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
-                     clips_per_step=cfg.batch_size)
+                     clips_per_step=cfg.batch_size, data_iterator=batches)
   with mesh_lib.use(mesh):
     loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
              eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
