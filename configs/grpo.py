@@ -15,10 +15,7 @@ Overrides: --config.steps=500 --config.grpo.group_size=8 "--config.grpo.eps_rang
 
 import ml_collections
 
-from autogaze_jax import config as config_lib
-from autogaze_jax import recon_config
-
-VARIANTS = ("tiny", "small", "official")
+from autogaze_jax.train import config_common
 
 
 def get_config(arg: str = "tiny"):
@@ -26,21 +23,9 @@ def get_config(arg: str = "tiny"):
   small: the official scales 32+64+112+224 and gaze architecture (K=10) with a test-sized
   reconstructor. official: TRAINING.md §5/§7 literally: G=12, 64 clips (768 rollouts) per
   optimizer step, SGD 5e-4 with 10% warmup and linear decay to 0, τ 3 -> 0.3, γ=0.995."""
-  if arg not in VARIANTS:
-    raise ValueError(f"configs/grpo.py: unknown variant {arg!r}; choose one of {', '.join(VARIANTS)}")
-  pick = lambda tiny, small, official: dict(tiny=tiny, small=small, official=official)[arg]
-  c = ml_collections.ConfigDict()
-  c.stage = "grpo"
-  c.seed = 0
-  c.gaze = config_lib.tiny_config() if arg == "tiny" else config_lib.released_config()
+  pick = config_common.picker("grpo", arg)
+  c = config_common.gaze_stage("grpo", arg)
   c.init_gaze = ""  # our gaze checkpoint (e.g. NTP's gaze_final/) or official weights; "" = random
-  c.recon = recon_config.recon_config(pick("tiny", "tiny", "large"))
-  if arg == "tiny":
-    c.recon.scales = (32, 64)
-  c.recon_workdir = ""  # a stage-0 directory (configs/recon.py); the reconstructor is frozen
-  c.recon_weights = ""  # or official videomae .pt/.safetensors; neither: random (smoke tests only)
-  c.clip_len = pick(8, 16, 16)
-  c.image_size = pick(64, 224, 224)
   c.batch_size = pick(4, 2, 64)  # clips per optimizer step; each is rolled out group_size times
   c.steps = pick(300, 200, 2000)  # official: one epoch of the RL data at 64 clips per step
   c.log_every = pick(5, 5, 10)

@@ -17,10 +17,7 @@ GRPO's --config.init_gaze takes it). Overrides: --config.steps=500 --config.opti
 
 import ml_collections
 
-from autogaze_jax import config as config_lib
-from autogaze_jax import recon_config
-
-VARIANTS = ("tiny", "small", "official")
+from autogaze_jax.train import config_common
 
 
 def get_config(arg: str = "tiny"):
@@ -29,21 +26,12 @@ def get_config(arg: str = "tiny"):
   architecture (K=10) with a test-sized reconstructor. official: §7.2-§7.3 literally: global
   batch 1024 in micro-batches of 256 (grad accumulation 4), Adam 5e-4 -> 1e-5 linearly, no
   warmup, no clipping, 150 epochs of ~250K labelled clips (~36.6K optimizer steps)."""
-  if arg not in VARIANTS:
-    raise ValueError(f"configs/ntp.py: unknown variant {arg!r}; choose one of {', '.join(VARIANTS)}")
-  pick = lambda tiny, small, official: dict(tiny=tiny, small=small, official=official)[arg]
-  c = ml_collections.ConfigDict()
-  c.stage = "ntp"
-  c.seed = 0
-  c.gaze = config_lib.tiny_config() if arg == "tiny" else config_lib.released_config()
-  c.recon = recon_config.recon_config(pick("tiny", "tiny", "large"))
-  if arg == "tiny":
-    c.recon.scales = (32, 64)
-  c.recon_workdir = ""  # a stage-0 directory (configs/recon.py), for labelling and evaluation
-  c.recon_weights = ""  # or official videomae .pt/.safetensors; neither: random (smoke tests only)
-  c.labels = ""  # gazing_labels.json file(s): comma-separated paths or glob patterns
-  c.clip_len = pick(8, 16, 16)
-  c.image_size = pick(64, 224, 224)
+  pick = config_common.picker("ntp", arg)
+  c = config_common.gaze_stage("ntp", arg)
+  # gazing_labels.json file(s): comma-separated paths or glob patterns; training reads only
+  # the clips of config.data that have labels (keys: the last three path components).
+  c.labels = ""
+  c.data.labels = c.get_ref("labels")
   c.batch_size = pick(16, 8, 1024)  # clips per optimizer step (global)
   c.micro_batch_size = pick(0, 0, 256)  # 0: no accumulation; else batch_size / this micro-steps
   c.steps = pick(200, 2000, 36_600)

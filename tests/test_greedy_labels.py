@@ -1,14 +1,17 @@
-"""Greedy label search: equals a brute-force loop, stops at ε, the subset variant, the file."""
+"""Greedy label search: equals a brute-force loop, stops at ε, the subset variant, the file,
+the clips (the data pipeline's, bad videos skipped)."""
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+import broken_videos as bv
 from autogaze_jax import labels, recon_config, reconstruction_task, sample_video
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import pipeline
 from autogaze_jax.models.reconstructor import Reconstructor
-from autogaze_jax.train import greedy_labels, synthetic_clips
+from autogaze_jax.train import greedy_labels
 
 T, BUDGETS = 2, (3, 2)
 
@@ -79,16 +82,36 @@ def test_random_candidate_subset(recon, clips, full):
     assert entry["task_losses"][0][0] >= best["task_losses"][0][0] - 1e-6  # a subset cannot beat all
 
 
+def data_cfg(**kw):
+  cfg = pipeline.data_config()
+  cfg.update(clip_len=T, image_size=64, synthetic_count=5, **kw)
+  return cfg
+
+
 def test_label_clips_writes_a_loadable_file(recon, tmp_path):
   search = greedy_labels.GreedySearch(recon, BUDGETS, eps=0.0, num_candidates=4, chunk=4)
-  source = synthetic_clips.source(10, 3, T, 64)
-  entries = greedy_labels.label_clips(search, source, batch_size=2, progress=False)
+  clips = greedy_labels.source_clips(data_cfg(), 3, seed=2)
+  entries = greedy_labels.label_clips(search, clips, batch_size=2, progress=False)
   labels.write(str(tmp_path / "l.json"), entries)
   back = labels.read(str(tmp_path / "l.json"))
-  assert sorted(back) == [synthetic_clips.key(s) for s in (10, 11, 12)]
+  source = pipeline.make_source(data_cfg(), "train", 2)
+  assert sorted(back) == [source.key(i) for i in range(3)]  # the keys the NTP data source joins on
   batch = labels.collate(list(back.values()), 20, labels.slot_cap(back, 3))
   assert batch["ids"].shape == (3, T, 3) and (batch["lens"] == np.array(BUDGETS)).all()
-  np.testing.assert_array_equal(synthetic_clips.clip("synthetic/train/11.mp4", T, 64),
-                                sample_video.make_clip(T, 64, 11))
   with pytest.raises(ValueError, match="budgets"):
     greedy_labels.GreedySearch(recon, (0, 2), eps=0.0)
+
+
+def test_source_clips_are_the_pipeline_clips_and_skip_bad_videos(tmp_path):
+  (tmp_path / "train").mkdir()
+  bv.good(tmp_path / "train" / "a.mp4", frames=4, size=80)
+  bv.not_a_video(tmp_path / "train" / "b.mp4")
+  bv.good(tmp_path / "train" / "c.mp4", frames=4, size=80, seed=1)
+  cfg = data_cfg(source="folder", root=str(tmp_path))
+  got = list(greedy_labels.source_clips(cfg, 10))
+  assert [labels.key_of(k) for k, _ in got] == [f"{tmp_path.name}/train/{n}.mp4" for n in "ac"]
+  assert all(c.shape == (T, 64, 64, 3) and c.dtype == np.uint8 for _, c in got)
+  (key, clip), = greedy_labels.source_clips(data_cfg(), 1, seed=2)
+  np.testing.assert_array_equal(clip, pipeline.make_source(data_cfg(), "train", 2).load(0))
+  with pytest.raises(ValueError, match="strict"):
+    list(greedy_labels.source_clips(data_cfg(source="folder", root=str(tmp_path), strict=True), 10))

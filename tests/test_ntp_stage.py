@@ -1,21 +1,26 @@
-"""NTP stage: label -> train end to end on tiny synthetic clips; artifacts; the label CLI path."""
+"""NTP stage: label -> train end to end on tiny synthetic clips (artifacts, exact resume); the
+labelled batches of the data pipeline."""
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
 
 from autogaze_jax import AutoGaze, cli, labels
-from autogaze_jax.train import greedy_labels, ntp_stage, synthetic_clips
+from autogaze_jax.data import pipeline
+from autogaze_jax.train import greedy_labels, ntp_stage
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+V, K = 20, 3
 
 
 def tiny_cfg():
   cfg = cli.load_config_file(f"{ROOT}/configs/ntp.py:tiny")
   cfg.clip_len, cfg.batch_size, cfg.micro_batch_size = 2, 4, 2
-  cfg.steps, cfg.log_every, cfg.checkpoint_every = 3, 1, 3
+  cfg.data.synthetic_count = 32
+  cfg.steps, cfg.log_every, cfg.checkpoint_every = 3, 1, 2
   cfg.label.num_clips, cfg.label.batch_size, cfg.label.num_candidates, cfg.label.chunk = 4, 4, 4, 4
   cfg.label.budget_ratio_first, cfg.label.budget_ratio = 0.2, 0.1
   cfg.eval.every, cfg.eval.num_clips, cfg.eval.ratios, cfg.eval.frames = 3, 2, (0.1, 0.5), (0, 1)
@@ -23,26 +28,64 @@ def tiny_cfg():
   return cfg
 
 
-@pytest.mark.slow  # label, train, evaluate and save: several compiles
+def loss_rows(workdir):
+  rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {r["step"]: r["ntp_loss"] for r in rows if "ntp_loss" in r}
+
+
+@pytest.mark.slow  # label, train, evaluate, save and resume: several compiles
 def test_label_then_train(tmp_path):
   cfg = tiny_cfg()
   out = tmp_path / "labels.json"
   summary = greedy_labels.run(cfg, "", str(out), progress=False)  # random reconstructor (smoke)
   assert summary["clips"] == 4 and summary["budgets"] == [4, 2]
-  entries = labels.read(str(out))
-  assert sorted(entries) == sorted(synthetic_clips.key(s) for s in range(4))
+  source = pipeline.make_source(cfg.data, "train", cfg.seed)
+  assert sorted(labels.read(str(out))) == [labels.key_of(source.key(i)) for i in range(4)]
   cfg.labels = str(out)
   report = ntp_stage.train(cfg, str(tmp_path / "ntp"), progress=False)
   assert report["slots_per_frame"] == 6 and report["eval_final"]["eval_ratio_at_eps"] <= 1.0
-  rows = [json.loads(x) for x in (tmp_path / "ntp" / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in rows if "ntp_loss" in r] == [1, 2, 3]
-  assert all(np.isfinite(r["ntp_loss"]) for r in rows if "ntp_loss" in r)
+  losses = loss_rows(tmp_path / "ntp")
+  assert sorted(losses) == [1, 2, 3] and all(np.isfinite(list(losses.values())))
   gazer = AutoGaze.from_pretrained(str(tmp_path / "ntp" / "gaze_final"))
   assert gazer.config.decoder.num_multi_token_pred == 3
+  # As if stopped after the step-2 checkpoint, then rerun: the data iterator resumes too.
+  resumed = tmp_path / "resumed"
+  shutil.copytree(tmp_path / "ntp", resumed)
+  shutil.rmtree(resumed / "ckpt" / "3"), shutil.rmtree(resumed / "gaze_final")
+  (resumed / "metrics.jsonl").unlink()
+  ntp_stage.train(cfg, str(resumed), progress=False)
+  assert loss_rows(resumed) == {3: losses[3]}
 
 
-def test_batches_cover_each_epoch_once():
-  keys = [f"k{i}" for i in range(10)]
-  seen = sum((ntp_stage.batch_keys(keys, 0, s, 5) for s in range(2)), [])
-  assert sorted(seen) == keys
-  assert ntp_stage.batch_keys(keys, 0, 2, 5) != ntp_stage.batch_keys(keys, 0, 0, 5)  # reshuffled
+def write_labels(path, keys):
+  entry = {"gazing_pos": [[0, 5], [21]], "task_losses": [[1.0, 0.5], [0.7]]}
+  labels.write(str(path), {k: entry for k in keys})
+  return entry
+
+
+def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
+  cfg = tiny_cfg()
+  cfg.batch_size, cfg.data.synthetic_count = 2, 5
+  source = pipeline.make_source(cfg.data, "train", cfg.seed)
+  with pytest.raises(ValueError, match="no labels"):
+    ntp_stage.labelled_batches(cfg, source, V, K)
+  cfg.labels = str(tmp_path / "l.json")
+  entry = write_labels(cfg.labels, [source.key(1), source.key(3)])
+  batches, slots = ntp_stage.labelled_batches(cfg, source, V, K)
+  assert slots == K
+  ids, lens, losses = labels.to_arrays(entry, V, slots)
+  for _ in range(3):
+    element = next(batches)
+    assert set(element["index"].tolist()) <= {1, 3}
+    batch = ntp_stage.step_batch(element)
+    assert batch["video"].shape == (2, 2, 64, 64, 3) and batch["video"].dtype == np.uint8
+    np.testing.assert_array_equal(batch["ids"], np.broadcast_to(ids, (2, *ids.shape)))
+    np.testing.assert_array_equal(batch["lens"], np.broadcast_to(lens, (2, *lens.shape)))
+    np.testing.assert_allclose(batch["task_losses"], np.broadcast_to(losses, (2, *losses.shape)))
+  state = batches.get_state()  # the loop checkpoints this position
+  want = next(batches)["index"]
+  batches.set_state(state)
+  np.testing.assert_array_equal(next(batches)["index"], want)
+  cfg.clip_len = 3
+  with pytest.raises(ValueError, match="expected 3 frames"):
+    ntp_stage.labelled_batches(cfg, pipeline.make_source(cfg.data, "train", cfg.seed), V, K)

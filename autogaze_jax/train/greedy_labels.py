@@ -13,6 +13,7 @@ loss without perceptual terms).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import jax
@@ -21,6 +22,8 @@ import numpy as np
 from flax import nnx
 
 from autogaze_jax import preprocessing, recon_config, reconstruction_task
+
+log = logging.getLogger("autogaze_jax.label")
 
 
 def candidate_losses(recon, video, ids_btg, t, s, cand_bc, chunk: int):
@@ -134,17 +137,39 @@ def summary(entries: dict, eps: float, vocab: int) -> dict:
           "mean_final_loss": float(last.mean())}
 
 
+def source_clips(data_cfg, count: int, seed: int = 0):
+  """Yields (key, uint8 clip (T, S, S, 3)) of the first `count` clips of the training source
+  of `data_cfg` (seeded by `seed`), keyed as the NTP stage's data source keys them, center
+  crops as labels describe; an unusable video is logged and skipped (strict: raises)."""
+  from autogaze_jax.data import clip_reader, loading, pipeline
+
+  source = pipeline.make_source(data_cfg, "train", seed)
+  load = loading.LoadClip(source, np.arange(len(source)), data_cfg.image_size, "center",
+                          clip_len=data_cfg.clip_len)
+  for i in range(min(count, len(source))):
+    try:
+      clip = load.load(i, np.random.default_rng(i))
+    except clip_reader.ClipError as e:
+      if data_cfg.strict:
+        raise ValueError(f"label (data.strict): unusable video {e}") from None
+      log.warning("label: skipping %s (%s)", e.path, e.reason)
+      continue
+    yield source.key(i), clip
+
+
 def run(cfg, recon_workdir: str, out_path: str, clips=None, progress: bool = True) -> dict:
   """Labels clips with a stage-0 reconstructor and writes `gazing_labels.json`.
 
-  cfg: an NTP config (configs/ntp.py): clip_len, image_size, seed, recon, label.*.
-  clips: iterable of (key, uint8 clip (T, H, W, 3)); default cfg.label.num_clips synthetic
-  clips 'synthetic/train/<seed>.mp4' from seed cfg.seed * 1_000_003 on.
+  cfg: an NTP config (configs/ntp.py): clip_len, image_size, seed, data, recon, label.*.
+  clips: iterable of (key, uint8 clip (T, H, W, 3)); default the first cfg.label.num_clips
+  clips of `pipeline.make_source(cfg.data, "train", cfg.seed)`, keyed by `source.key(i)`,
+  the keys the NTP stage joins its labels on.
   """
   from autogaze_jax import labels
   from autogaze_jax import mesh as mesh_lib
   from autogaze_jax import vocab as vocab_lib
-  from autogaze_jax.train import frozen_recon, synthetic_clips
+  from autogaze_jax.data import pipeline
+  from autogaze_jax.train import frozen_recon
 
   lc = cfg.label
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
@@ -156,9 +181,11 @@ def run(cfg, recon_workdir: str, out_path: str, clips=None, progress: bool = Tru
                         seed=cfg.seed)
   total = None
   if clips is None:
-    clips = synthetic_clips.source(cfg.seed * 1_000_003, lc.num_clips, t, cfg.image_size)
+    clips = source_clips(pipeline.for_training(cfg), lc.num_clips, cfg.seed)
     total = lc.num_clips
   with mesh_lib.use(mesh):
     entries = label_clips(search, clips, lc.batch_size, progress, total)
+  if not entries:
+    raise ValueError("label: no usable clips to label")
   labels.write(out_path, entries)
   return dict(summary(entries, lc.eps, vocab), budgets=budgets.tolist(), out=out_path)

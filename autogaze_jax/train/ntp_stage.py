@@ -1,58 +1,49 @@
 """Stage 1 trainer: NTP on labelled clips with the shared loop (checkpoints, resume, metrics,
 held-out evaluation), ending with the gaze model written to <workdir>/gaze_final.
 
-The data are a `LabelledClips` source: label entries keyed like dataset videos plus a
-function that loads the uint8 clip of a key. The default reads `cfg.labels` and renders the
-synthetic clips those keys name. Batches are a pure function of (seed, step): epoch e visits
-the keys in a permutation seeded by (seed, e), so a resumed run sees the same batches.
+The data are the Grain pipeline's (`config.data`) restricted to the clips that have labels
+in `config.labels` (joined on the last three path components of the source's keys, which
+`autogaze-jax label` writes); each batch carries its clips' labels. The iterator position is
+checkpointed, so a resumed run sees exactly the batches it would have seen. Held-out clips
+are the validation split's (`pipeline.eval_clips`), the ones GRPO evaluates on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
-from typing import Callable
 
 import jax
-import numpy as np
 from flax import nnx
 
-from autogaze_jax import checkpointing, labels, metrics, plots
+from autogaze_jax import checkpointing, distributed, labels, metrics, plots
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import pipeline
 from autogaze_jax.models.gaze import GazeModel
-from autogaze_jax.train import frozen_recon, loop, ntp, ratio_at_eps, synthetic_clips
+from autogaze_jax.train import frozen_recon, loop, ntp, ratio_at_eps
 from autogaze_jax.train import state as state_lib
 
 
-@dataclasses.dataclass
-class LabelledClips:
-  entries: dict  # key -> official label entry
-  load_clip: Callable[[str], np.ndarray]  # key -> uint8 (T, H, W, 3)
-
-  def __post_init__(self):
-    if not self.entries:
-      raise ValueError("ntp: the labels are empty")
-    self.keys = sorted(self.entries)
-
-
-def synthetic_source(cfg) -> LabelledClips:
-  """`cfg.labels` over the synthetic clips its keys name (see synthetic_clips)."""
+def labelled_batches(cfg, source, vocab: int, k: int):
+  """(Grain iterator of labelled batches, static gaze slots per frame) over the clips of
+  `source` that have labels in `cfg.labels`; every used label is checked against clip_len."""
   if not cfg.labels:
     raise ValueError("ntp: no labels; pass --config.labels=FILE (write one with `autogaze-jax label`)")
-  entries = labels.read(cfg.labels)
-  return LabelledClips(entries, lambda k: synthetic_clips.clip(k, cfg.clip_len, cfg.image_size))
+  data = pipeline.for_training(cfg)
+  table, indices, slots = pipeline.labelled(data, source, vocab, k)
+  for i in indices:
+    key = labels.key_of(source.key(int(i)))
+    labels.validate_entry(key, table[key], cfg.clip_len, vocab)
+  ds = pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed, indices=indices,
+                             labels=table, label_vocab=vocab, label_slots=slots)
+  return iter(ds), slots
 
 
-def batch_keys(keys: list, seed: int, step: int, batch: int) -> list:
-  """Keys of global batch `step`: consecutive slices of per-epoch permutations."""
-  n = len(keys)
-  out = []
-  for i in range(step * batch, (step + 1) * batch):
-    epoch, pos = divmod(i, n)
-    out.append(keys[np.random.default_rng((seed, epoch)).permutation(n)[pos]])
-  return out
+def step_batch(element: dict) -> dict:
+  """A pipeline element -> the NTP step's batch (video, ids, lens, task_losses)."""
+  return {"video": element["video"], "ids": element["label_ids"], "lens": element["label_lens"],
+          "task_losses": element["label_task_losses"]}
 
 
 def _accum_steps(cfg) -> int:
@@ -63,16 +54,22 @@ def _accum_steps(cfg) -> int:
   return cfg.batch_size // cfg.micro_batch_size
 
 
-def train(cfg, workdir: str, source: LabelledClips | None = None, recon=None, progress: bool = True) -> dict:
-  """Runs NTP; writes metrics.jsonl, curve.png, report.json, ckpt/ and gaze_final/."""
-  source = source or synthetic_source(cfg)
+def train(cfg, workdir: str, source=None, recon=None, progress: bool = True) -> dict:
+  """Runs NTP; writes metrics.jsonl, curve.png, report.json, ckpt/ and gaze_final/.
+
+  source: a data source (`pipeline.make_source` protocol: len, key(i), load(i, rng)) whose
+  labelled clips are trained on; default `pipeline.make_source(cfg.data, "train", cfg.seed)`.
+  recon: the frozen reconstructor for evaluation; default loaded from cfg.recon_workdir or
+  cfg.recon_weights.
+  """
   vocab, k = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred
-  for key in source.keys:
-    labels.validate_entry(key, source.entries[key], cfg.clip_len, vocab)
-  slots = labels.slot_cap(source.entries, k)
+  if source is None:
+    source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
+  batches, slots = labelled_batches(cfg, source, vocab, k)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json(indent=2))
+  if distributed.is_main():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   tx = ntp.make_optimizer(cfg.optimizer, cfg.steps)
   graphdef, state, shardings = state_lib.create(lambda: GazeModel(cfg.gaze, nnx.Rngs(cfg.seed)), tx, mesh)
@@ -87,26 +84,20 @@ def train(cfg, workdir: str, source: LabelledClips | None = None, recon=None, pr
       ntp.check_finite(m, counter["step"])
     return st, m
 
-  per_host = cfg.batch_size // jax.process_count()
-
-  def host_batch(i):
-    keys = batch_keys(source.keys, cfg.seed, i, cfg.batch_size)
-    keys = keys[jax.process_index() * per_host : (jax.process_index() + 1) * per_host]
-    clips = np.stack([source.load_clip(key) for key in keys])
-    return ntp.host_arrays(clips, labels.collate([source.entries[key] for key in keys], vocab, slots, keys))
+  def host_batch(i):  # the iterator's position is checkpointed, so a resumed run continues it
+    return step_batch(next(batches))
 
   def put_batch(x):
     return {name: jax.make_array_from_process_local_data(batch_sh[name], v) for name, v in x.items()}
 
   if recon is None:
     recon = frozen_recon.load(cfg.recon, mesh, workdir=cfg.recon_workdir, weights=cfg.recon_weights)
-  held = np.stack([c for _, c in synthetic_clips.source(cfg.seed * 1_000_003 + 7919 * 1_000_003, cfg.eval.num_clips,
-                                                          cfg.clip_len, cfg.image_size, "val")])
+  held = pipeline.eval_clips(pipeline.for_training(cfg), cfg.eval.num_clips, cfg.seed)
   evaluate = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held, eps=cfg.eval.eps, ratios=cfg.eval.ratios,
                                          frames=cfg.eval.frames)
   t0 = time.perf_counter()
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
-                     clips_per_step=cfg.batch_size)
+                     clips_per_step=cfg.batch_size, data_iterator=batches)
   with mesh_lib.use(mesh):
     state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
                      eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
@@ -119,7 +110,9 @@ def train(cfg, workdir: str, source: LabelledClips | None = None, recon=None, pr
 
 def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
   rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
-  plots.curves(os.path.join(workdir, "curve.png"), rows, ["ntp_loss", "task_loss_prediction_loss"], "NTP training loss")
+  if distributed.is_main():
+    plots.curves(os.path.join(workdir, "curve.png"), rows, ["ntp_loss", "task_loss_prediction_loss"],
+                 "NTP training loss")
   evals = [r for r in rows if "eval_ratio_at_eps" in r]
   train_rows = [r for r in rows if "ntp_loss" in r]
   pick = lambda r: {k: v for k, v in r.items() if k.startswith("eval_")}
@@ -130,6 +123,7 @@ def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
     "eval_untrained": pick(evals[0]) if evals else None,
     "eval_final": pick(evals[-1]) if evals else None,
   }
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  if distributed.is_main():
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+      json.dump(report, f, indent=2)
   return report
