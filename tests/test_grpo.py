@@ -2,6 +2,7 @@
 train step (learning, sharding, NaN guard), the frozen reconstructor loader, the stage."""
 
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from autogaze_jax import AutoGaze, checkpointing, cli, config, metrics, recon_config
+from autogaze_jax import AutoGaze, checkpointing, cli, config, metrics, recon_config, sample_video
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.models.reconstructor import Reconstructor
-from autogaze_jax.train import frozen_recon, grpo, grpo_rollout, grpo_stage, grpo_step, recon_stage0
+from autogaze_jax.train import frozen_recon, grpo, grpo_rollout, grpo_stage, grpo_step
 from autogaze_jax.train import state as state_lib
 from conftest import make_tiny
 
@@ -109,7 +110,7 @@ def _setup(mesh_shape):
   rspec = grpo_rollout.make_spec(V, K, group_size=G, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.5)
   spec = grpo_step.StepSpec(rspec, gamma=0.995, temp_start=3.0, temp_end=0.3, total_steps=10)
   step = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
-  clips = recon_stage0.clips(0, 0, B, T, 64)
+  clips = np.stack([sample_video.make_clip(T, 64, s) for s in range(B)])
   return mesh, state, recon_state, step, clips
 
 
@@ -191,17 +192,27 @@ def test_frozen_reconstructor_from_a_stage0_directory(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.slow  # train, evaluate (two evaluators), export, restart from the export
+@pytest.mark.slow  # train, evaluate (two evaluators), export, resume, restart from the export
 def test_stage_trains_evaluates_and_exports(tmp_path):
   cfg = cli.load_config_file(f"{ROOT}/configs/grpo.py:tiny")
   cli.apply_overrides(cfg, ["--config.steps=2", "--config.batch_size=1", "--config.clip_len=2",
                             "--config.log_every=1", "--config.eval.every=2", "--config.eval.num_clips=1",
                             "--config.grpo.group_size=2", "--config.grpo.recon_sample_rate=0.5",
                             "--config.eval.ratios=(0.25,1.0)", "--config.eval.frames=(0,1)",
+                            "--config.checkpoint_every=1", "--config.data.synthetic_count=16",
                             "--config.mesh.shape=(1,1)"])
-  report = grpo_stage.train(cfg, str(tmp_path), progress=False)
-  rows = metrics.read(str(tmp_path / "metrics.jsonl"))
+  report = grpo_stage.train(cfg, str(tmp_path / "run"), progress=False)
+  rows = metrics.read(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
+  # As if stopped after the step-1 checkpoint, then rerun: the data iterator resumes too.
+  resumed = tmp_path / "resumed"
+  shutil.copytree(tmp_path / "run", resumed)
+  shutil.rmtree(resumed / "ckpt" / "2"), shutil.rmtree(resumed / "gaze_final")
+  (resumed / "metrics.jsonl").unlink()
+  grpo_stage.train(cfg, str(resumed), progress=False)
+  again = metrics.read(str(resumed / "metrics.jsonl"))
+  reward = lambda rs: [r["reward_mean"] for r in rs if r["step"] == 2 and "reward_mean" in r]
+  assert reward(again) == reward(rows)
   assert np.isfinite(report["reward_mean_last_10pct"]) and 0 < report["eval_final"]["eval_gaze_ratio_eps_stop"] <= 0.75
   assert report["eval_final"]["eval_ratio_at_eps"] in (0.25, 1.0)
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])

@@ -2,14 +2,13 @@
 
 The gaze model starts from `cfg.init_gaze` (our checkpoint, e.g. the NTP result, or the
 official weights) or at random; the reconstructor is frozen, from a stage-0 directory
-(`cfg.recon_workdir`) or official weights (`cfg.recon_weights`). Clips come from
-`clip_source(first, count) -> uint8 (count, T, H, W, 3)`, a pure function of the clip
-index so that resumed runs see the same data; by default generated clips. Held-out clips
-(`held_out`, uint8 (N, T, H, W, 3)) default to the generated validation clips NTP evaluates
-on, and get both evaluations: `ratio_at_eps` (budget-only greedy gazes, where the policy
-looks) and `eps_stop_eval` (the official stop-rule validation, §5.6). Writes
-metrics.jsonl, curve.png, report.json, ckpt/ (train state) and gaze_final/ (a gaze
-checkpoint that `AutoGaze.from_pretrained` reads).
+(`cfg.recon_workdir`) or official weights (`cfg.recon_weights`). Clips come from the Grain
+pipeline (`cfg.data`), whose position is checkpointed, so a resumed run sees exactly the
+batches it would have seen. Held-out clips (`held_out`, uint8 (N, T, H, W, 3)) default to
+the validation clips NTP evaluates on (`pipeline.eval_clips`), and get both evaluations:
+`ratio_at_eps` (budget-only greedy gazes, where the policy looks) and `eps_stop_eval` (the
+official stop-rule validation, §5.6). Writes metrics.jsonl, curve.png, report.json, ckpt/
+(train state) and gaze_final/ (a gaze checkpoint that `AutoGaze.from_pretrained` reads).
 """
 
 from __future__ import annotations
@@ -22,13 +21,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import AutoGaze, checkpointing, metrics, plots
+from autogaze_jax import AutoGaze, checkpointing, distributed, metrics, plots
 from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
+from autogaze_jax.data import pipeline
 from autogaze_jax.models.gaze import GazeModel
-from autogaze_jax.train import eps_stop_eval, frozen_recon, grpo_rollout, grpo_step, loop, ratio_at_eps, recon_stage0
-from autogaze_jax.train import synthetic_clips
+from autogaze_jax.train import eps_stop_eval, frozen_recon, grpo_rollout, grpo_step, loop, ratio_at_eps
 from autogaze_jax.train import state as state_lib
 
 
@@ -69,15 +68,18 @@ def step_spec(cfg, vocab: int, k: int) -> grpo_step.StepSpec:
   return grpo_step.StepSpec(rollout, g.gamma, g.temp_start, g.temp_end, cfg.steps)
 
 
-def default_clips(cfg):
-  return lambda first, count: recon_stage0.clips(cfg.seed, first, count, cfg.clip_len, cfg.image_size)
+def train(cfg, workdir: str, progress: bool = True, source=None, held_out=None) -> dict:
+  """Runs GRPO; returns (and writes) the report.
 
-
-def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=None) -> dict:
-  """Runs GRPO; returns (and writes) the report."""
+  source: a data source (`pipeline.make_source` protocol: len, key(i), load(i, rng)); default
+  `pipeline.make_source(cfg.data, "train", cfg.seed)`. held_out: uint8 (N, T, S, S, 3)
+  evaluation clips; default `pipeline.eval_clips(cfg.data, cfg.eval.num_clips, cfg.seed)`.
+  """
+  data = pipeline.for_training(cfg)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json(indent=2))
+  if distributed.is_main():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   if cfg.batch_size % mesh.size:
     raise ValueError(f"grpo: batch_size={cfg.batch_size} clips must be a multiple of the {mesh.size} devices")
@@ -97,22 +99,22 @@ def train(cfg, workdir: str, progress: bool = True, clip_source=None, held_out=N
       grpo_step.check_finite(m, calls[0])
     return st, m
 
-  source = clip_source or default_clips(cfg)
-  per_host = cfg.batch_size // jax.process_count()
+  if source is None:
+    source = pipeline.make_source(data, "train", cfg.seed)
+  batches = iter(pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed))
   batch_sh = mesh_lib.batch_sharding(mesh, 5)
   e = cfg.eval
   if held_out is None:
-    held_out = np.stack([c for _, c in synthetic_clips.source(cfg.seed * 1_000_003 + 7919 * 1_000_003, e.num_clips,
-                                                              cfg.clip_len, cfg.image_size, "val")])
+    held_out = pipeline.eval_clips(data, e.num_clips, cfg.seed)
   by_budget = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, ratios=e.ratios, frames=e.frames)
   cap = int(vocab_lib.budgets_from_ratio(e.cap_ratio, 1, vocab)[0])
   by_stop = eps_stop_eval.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, cap=cap, frames=e.frames)
   evaluate = lambda st, i: {**by_budget(st, i), **by_stop(st, i)}
   stage = loop.Stage(
     step_fn=step_fn,
-    host_batch=lambda i: source(i * cfg.batch_size + jax.process_index() * per_host, per_host),
+    host_batch=lambda i: next(batches)["video"],  # the iterator's position is checkpointed
     put_batch=lambda x: jax.make_array_from_process_local_data(batch_sh, x),
-    evaluate=evaluate, clips_per_step=cfg.batch_size,
+    evaluate=evaluate, clips_per_step=cfg.batch_size, data_iterator=batches,
   )
   t0 = time.perf_counter()
   with mesh_lib.use(mesh):
@@ -129,9 +131,10 @@ def _report(workdir: str, cfg, wall: float) -> dict:
   rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
   train_rows = [r for r in rows if "reward_mean" in r]
   evals = [r for r in rows if "eval_ratio_at_eps" in r]
-  plots.curves(os.path.join(workdir, "curve.png"), rows,
-               ["reward_mean", "recon_loss", "eval_ratio_at_eps", "eval_gaze_ratio_eps_stop"],
-               "GRPO: training reward and held-out metrics")
+  if distributed.is_main():
+    plots.curves(os.path.join(workdir, "curve.png"), rows,
+                 ["reward_mean", "recon_loss", "eval_ratio_at_eps", "eval_gaze_ratio_eps_stop"],
+                 "GRPO: training reward and held-out metrics")
   tenth = max(1, len(train_rows) // 10)
   mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None
   report = {
@@ -142,6 +145,7 @@ def _report(workdir: str, cfg, wall: float) -> dict:
     "eval_final": {k: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else None,
     "gaze_checkpoint": os.path.join(workdir, "gaze_final"),
   }
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  if distributed.is_main():
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+      json.dump(report, f, indent=2)
   return report

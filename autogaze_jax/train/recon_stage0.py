@@ -19,7 +19,7 @@ from flax import nnx
 
 from autogaze_jax import distributed
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task, sample_video
+from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task
 from autogaze_jax.data import pipeline
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import loop
@@ -34,10 +34,6 @@ def random_gazes(key, batch: int, frames: int, vocab: int, slots: int, rmin: flo
   count = jnp.clip((ratio * vocab).astype(jnp.int32), 1, slots)
   ids = jnp.where(jnp.arange(slots) < count[..., None], perm, vocab)
   return ids.astype(jnp.int32), jnp.full((batch, frames), slots, jnp.int32)
-
-
-def clips(seed: int, first: int, count: int, frames: int, size: int) -> np.ndarray:
-  return np.stack([sample_video.make_clip(frames, size, seed * 1_000_003 + first + i) for i in range(count)])
 
 
 def train_step(graphdef, state, video_u8, key, percep_states, *, cfg, vocab, slots, percep_defs):
