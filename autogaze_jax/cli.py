@@ -186,11 +186,11 @@ def cmd_encode(args) -> None:
   print(f"wrote {args.out}")
 
 
-def cmd_label(args) -> None:
-  """Greedy NTP labels of clips (default: synthetic) with a stage-0 reconstructor."""
+def cmd_label(args, overrides) -> None:
+  """Greedy NTP labels of the config's clips (config.data) with a stage-0 reconstructor."""
   from autogaze_jax.train import greedy_labels
 
-  cfg = load_config_file(args.config)
+  cfg = apply_overrides(load_config_file(args.config), overrides)
   if args.num_clips is not None:
     cfg.label.num_clips = args.num_clips
   print(json.dumps(greedy_labels.run(cfg, args.recon_checkpoint, args.out), indent=2))
@@ -308,11 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
   lb.add_argument("--config", required=True, help="configs/ntp.py[:tiny|small|official] (its label.* fields)")
   lb.add_argument("--recon-checkpoint", required=True, help="stage-0 workdir (autogaze-jax train configs/recon.py)")
   lb.add_argument("--out", required=True, help="labels file to write (official gazing_labels.json format)")
-  lb.add_argument("--num-clips", type=int, help="synthetic clips to label (default: config label.num_clips)")
+  lb.add_argument("--num-clips", type=int, help="clips of config.data to label (default: config label.num_clips)")
   lb.set_defaults(func=cmd_label)
 
-  t = sub.add_parser("train", help="train a stage from a config (now: the reconstructor)")
-  t.add_argument("--config", required=True, help="configs/recon.py[:tiny|base|large]")
+  t = sub.add_parser("train", help="train a stage from a config (recon, ntp or grpo)")
+  t.add_argument("--config", required=True, help="configs/{recon,ntp,grpo}.py[:variant]")
   t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
   distributed.add_flags(t)
   t.set_defaults(func=cmd_train)
@@ -339,7 +339,8 @@ def main(argv=None) -> int:
   if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags
     flags.FLAGS(sys.argv[:1], known_only=True)
   args, extra = build_parser().parse_known_args(argv)
-  if extra and args.command != "train":
+  takes_overrides = args.command in ("train", "label")
+  if extra and not takes_overrides:
     print(f"error: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
     return 2
   if getattr(args, "num_frames", 1) < 1:
@@ -349,7 +350,7 @@ def main(argv=None) -> int:
     from autogaze_jax import distributed
 
     distributed.initialize(distributed.settings_from_args(args))  # before any backend use
-    args.func(args, extra) if args.command == "train" else args.func(args)
+    args.func(args, extra) if takes_overrides else args.func(args)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
