@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import time
 from typing import Callable
 
@@ -207,7 +208,12 @@ def analyse(step: Step, mesh, chip: Chip) -> dict:
   t0 = time.perf_counter()
   with mesh_lib.use(mesh):
     traced = step.fn.trace(*step.args)
-    compiled = traced.lower().compile()
+    try:
+      compiled = traced.lower().compile()
+    except jax.errors.JaxRuntimeError as e:  # the TPU compiler refuses programs that cannot fit
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      return _out_of_memory(step, mesh, chip, str(e), time.perf_counter() - t0)
   seconds = time.perf_counter() - t0
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -231,4 +237,19 @@ def analyse(step: Step, mesh, chip: Chip) -> dict:
     "passes": step.passes, "t_compute_s": t_compute, "t_memory_s": t_memory, "t_step_s": t,
     "bound": "compute" if t_compute >= t_memory else "memory", "clips_per_s": step.clips / t if t else float("inf"),
     "compile_s": seconds,
+  }
+
+
+def _out_of_memory(step: Step, mesh, chip: Chip, message: str, seconds: float) -> dict:
+  """The row of a step the compiler rejected for HBM: the temporaries it asked for, no costs."""
+  need = re.search(r"HLO temporaries \(([\d.]+)G\)", message)
+  temp = float(need.group(1)) if need else float("nan")
+  nan = float("nan")
+  return {
+    "step": step.name, "chips": mesh.size, "mesh": dict(mesh.shape), "clips_per_step": step.clips,
+    "hbm_args_gib": nan, "hbm_temp_gib": temp, "hbm_out_gib": nan, "hbm_alias_gib": nan, "hbm_total_gib": temp,
+    "hbm_chip_gib": chip.hbm_bytes / 2**30, "fits": False, "xla_flops": nan, "xla_bytes": nan,
+    "flops_per_chip": nan, "loop_factor": nan, "bytes_per_chip_est": nan, "passes": step.passes,
+    "t_compute_s": nan, "t_memory_s": nan, "t_step_s": nan, "bound": "hbm", "clips_per_s": 0.0,
+    "compile_s": seconds, "error": message.splitlines()[0][:300],
   }
