@@ -19,22 +19,24 @@ from autogaze_jax.models.patches import patchify
 from autogaze_jax.models.vit_blocks import ViTBlock, _linear
 
 
+# (hidden, layers, heads, mlp) of each size; the same for both families.
+_WIDTHS = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}
+
+
+def _config(size: str, **fields) -> ml_collections.ConfigDict:
+  hidden, layers, heads, mlp = _WIDTHS[size]
+  return ml_collections.ConfigDict(dict(hidden=hidden, layers=layers, heads=heads, mlp=mlp, eps=1e-6, **fields))
+
+
 def dinov2_reg_config(size: str = "base") -> ml_collections.ConfigDict:
-  w = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}[size]
-  return ml_collections.ConfigDict(dict(
-    kind="dinov2_reg", hidden=w[0], layers=w[1], heads=w[2], mlp=w[3], patch=14, eps=1e-6,
-    approximate_gelu=False, layer_scale=True, cls=True, registers=4, pos_grid=37,
-    pos_antialias=True, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-  ))
+  return _config(size, kind="dinov2_reg", patch=14, approximate_gelu=False, layer_scale=True, cls=True,
+                 registers=4, pos_grid=37, pos_antialias=True, mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225))
 
 
 def siglip2_config(size: str = "base") -> ml_collections.ConfigDict:
-  w = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}[size]
-  return ml_collections.ConfigDict(dict(
-    kind="siglip2", hidden=w[0], layers=w[1], heads=w[2], mlp=w[3], patch=16, eps=1e-6,
-    approximate_gelu=True, layer_scale=False, cls=False, registers=0, pos_grid=14,
-    pos_antialias=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-  ))
+  return _config(size, kind="siglip2", patch=16, approximate_gelu=True, layer_scale=False, cls=False,
+                 registers=0, pos_grid=14, pos_antialias=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 class FeatureViT(nnx.Module):

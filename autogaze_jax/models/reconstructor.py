@@ -17,6 +17,7 @@ from flax import nnx
 from autogaze_jax import bicubic
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import recon_config
+from autogaze_jax.models.patches import multiscale_patches
 from autogaze_jax.models.vit_blocks import ViTBlock, _linear, _layer_norm
 
 
@@ -86,15 +87,9 @@ class Reconstructor(nnx.Module):
 
   def embed_all(self, video_bt3hw):
     """Every multi-scale token of every frame, with pos/scale/time embeddings: (B, T, V, D)."""
-    b, t = video_bt3hw.shape[:2]
+    t = video_bt3hw.shape[1]
     p = self.cfg.patch_size
-    toks = []
-    for s in self.cfg.scales:
-      img = bicubic.resize_bicubic(video_bt3hw, (s, s))
-      g = s // p
-      patches = img.reshape(b, t, 3, g, p, g, p).transpose(0, 1, 3, 5, 2, 4, 6).reshape(b, t, g * g, 3 * p * p)
-      toks.append(self.patch_proj(patches))
-    x = jnp.concatenate(toks, 2)
+    x = self.patch_proj(multiscale_patches(video_bt3hw, self.cfg.scales, p))
     x = x + encoder_pos_tables(self.position_embeddings[...], self.cfg.scales, p)
     x = x + self.scale_embed[...][self._scale_index()]
     return x + self.time_embed[...][:t][None, :, None]

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import AutoGaze, checkpointing, distributed, preprocessing, visualize
+from autogaze_jax import AutoGaze, distributed, preprocessing, visualize
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import pipeline as data_pipeline
 from autogaze_jax.models.gaze import GazeModel
@@ -81,16 +81,18 @@ def evaluate(cfgs: dict, workdir: str) -> dict:
     out = {name: evaluator(nnx.split(_Holder(model))[1], 0) for name, model in policies.items()}
     out["random"] = {"ratio_at_eps": out["untrained"]["random_ratio_at_eps"]}
     results[set_name] = out
-  _pictures(policies, sets["generated"], ntp, workdir)
+  _pictures(policies, sets["generated"], ntp, workdir, mesh)
   return {"eps": ntp.eval.eps, "clips": {k: len(v) for k, v in sets.items()}, "policies": results}
 
 
-def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str) -> None:
-  """One held-out clip gazed by each policy at ratio 0.15: gazes_<policy>.png."""
-  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str, mesh) -> None:
+  """One held-out clip gazed by each policy at ratio 0.15: gazes_<policy>.png. One gazer
+  whose parameters are swapped, so the decoder compiles once."""
   video = preprocessing.preprocess(held[0], size=cfg.image_size)[None]
+  gazer = AutoGaze(cfg.gaze, policies["untrained"], mesh)
   for name, model in policies.items():
-    out = AutoGaze(cfg.gaze, model, mesh).gaze(video, gazing_ratio=0.15, generate_only=True)
+    gazer._set_params(nnx.state(model, nnx.Param))
+    out = gazer.gaze(video, gazing_ratio=0.15, generate_only=True)
     visualize.gaze_picture(held[0], [np.asarray(m)[0] for m in out["gazing_mask"]], size=96).save(
       os.path.join(workdir, f"gazes_{name}.png"))
 
@@ -100,7 +102,10 @@ def run(workdir: str, config_dir: str = "configs", progress: bool = True) -> dic
   os.makedirs(workdir, exist_ok=True)
   cfgs = stage_configs(config_dir, workdir)
   times_path = os.path.join(workdir, "stage_times.json")
-  times = json.load(open(times_path)) if os.path.exists(times_path) else {}
+  times = {}
+  if os.path.exists(times_path):
+    with open(times_path) as f:
+      times = json.load(f)
 
   def timed(name, fn):
     if name in times:

@@ -79,9 +79,6 @@ def _micro_batches(batch, accum: int):
   return jax.tree.map(split, batch)
 
 
-def global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
-
 
 def train_step(graphdef, state, batch, key, *, accum_steps: int = 1, tlp_weight: float = 1.0,
                optimize_tlp: bool = True):
@@ -113,7 +110,7 @@ def train_step(graphdef, state, batch, key, *, accum_steps: int = 1, tlp_weight:
     (grads, m), _ = jax.lax.scan(body, (zeros, zero_m), _micro_batches(batch, accum_steps))
     grads = jax.tree.map(lambda g: g / accum_steps, grads)
     m = {k: v / accum_steps for k, v in m.items()}
-  m["grad_norm"] = global_norm(grads)
+  m["grad_norm"] = optax.global_norm(grads)
   bad = {
     "task_losses": ~jnp.all(jnp.isfinite(batch["task_losses"])),
     "ntp_loss": ~jnp.isfinite(m["ntp_loss"]),

@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from autogaze_jax import distributed
@@ -52,7 +53,7 @@ def train_step(graphdef, state, video_u8, key, percep_states, *, cfg, vocab, slo
 
   (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   ts.opt.update(ts.model, grads)
-  m = {"loss": loss, "l1": out["l1_each_frame"].mean(), "grad_norm": _global_norm(grads),
+  m = {"loss": loss, "l1": out["l1_each_frame"].mean(), "grad_norm": optax.global_norm(grads),
        "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}
   return nnx.state(ts), m
 
@@ -74,9 +75,6 @@ def make_step(graphdef, shardings, mesh, cfg, percep_defs=()):
     donate_argnums=0,
   )
 
-
-def _global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
 def eval_l1(graphdef, state, video_u8, ids, lens, frames):
