@@ -7,10 +7,30 @@
 
 from __future__ import annotations
 
+import ml_collections
 from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import feature_vit
+
+
+def config() -> ml_collections.ConfigDict:
+  """The stages' `perceptual` block: teacher safetensors paths (empty = that term off),
+  weights, and the teachers' size; `official=True` takes both teachers from the official
+  `videomae.pt` given as the stage's recon_weights (it holds them)."""
+  return ml_collections.ConfigDict(dict(dinov2="", siglip2="", weights=(0.3, 0.3), size="base", official=False))
+
+
+def from_config(pc, mesh=None, recon_weights: str = "") -> list:
+  """[(weight, feature_fn)] for a stage's `perceptual` block."""
+  if pc.get("official", False):
+    if not recon_weights:
+      raise ValueError("perceptual.official=True takes the teachers from recon_weights (the official "
+                       "videomae.pt), but recon_weights is empty")
+    from autogaze_jax import recon_weights as rw
+
+    return from_official(rw.split_official(rw.read_state_dict(recon_weights))[1], tuple(pc.weights), mesh)
+  return build(pc.dinov2 or None, pc.siglip2 or None, tuple(pc.weights), pc.size, mesh)
 
 
 def extractor(cfg, tensors: dict | None = None, prefix: str = "", mesh=None, seed: int = 0):

@@ -12,6 +12,11 @@ def recon_config(size: str = "tiny") -> ml_collections.ConfigDict:
   c.max_num_frames = 256
   c.layer_norm_eps = 1e-12
   c.recon_sample_rate = 0.125
+  # Side of the fixed sin-cos position grid; 0 = official 224 // patch_size (14). The decoder
+  # resizes this table in 1-D (an official quirk, kept for parity), which scrambles the x
+  # positions of any scale with fewer tokens than the grid; configs whose finest scale is
+  # below 224 px (tiny: 64 px) set it to finest_scale // patch_size so their canvas is exact.
+  c.pos_grid = 0
   sizes = {
     # hidden, layers, heads, mlp | decoder hidden, layers, heads, mlp
     "tiny": (192, 2, 3, 768, 128, 1, 4, 512),
@@ -35,6 +40,11 @@ def validate(c) -> None:
     raise ValueError("reconstructor: hidden sizes must be divisible by their head counts")
   if not 0 < c.recon_sample_rate <= 1:
     raise ValueError(f"reconstructor: recon_sample_rate must be in (0, 1], got {c.recon_sample_rate}")
+
+
+def pos_grid(c) -> int:
+  """The position grid side (configs saved before the field existed use the official 14)."""
+  return c.get("pos_grid", 0) or 224 // c.patch_size
 
 
 def tokens_per_scale(c) -> list[int]:

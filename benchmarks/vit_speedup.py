@@ -4,6 +4,7 @@ frame (dense, per-frame full attention) vs the gazed ViT on the gazed multi-scal
 
   python benchmarks/vit_speedup.py                         # SigLIP2-B/16-224, 16 x 224^2, ~5 min on 2 cores
   python benchmarks/vit_speedup.py --max-size 448 --json vit_speedup.json   # adds 16 x 448^2 (4 tiles)
+  python benchmarks/vit_speedup.py --skip-square --tile-set 3840x2160 --ratios 0.05   # a 4K tile set
 
 Random weights everywhere (the released gaze architecture, no task-loss requirement, so each
 frame uses its whole budget int(ratio * 265)); latencies are jitted, warm, block_until_ready,
@@ -40,37 +41,76 @@ def _compile(jitted, *args, **static):
   return compiled, mib
 
 
-def measure(gazer, encoder, side: int, frames: int, ratio: float, repeats: int, gaze_repeats: int,
-            attn_type: str, dense_cache: dict) -> dict:
-  from autogaze_jax import preprocessing, target_scales, tiling
+def measure(gazer, encoder, tiles, dense_pixels, ratio: float, repeats: int, gaze_repeats: int,
+            attn_type: str, dense_cache: dict, dense_key, bucket: int) -> dict:
+  """Times gazing + the gazed ViT on `tiles` (n, T, S, S, 3) uint8 and the dense ViT on
+  `dense_pixels` (frames, 3, H, W) (cached under `dense_key`: it does not depend on the ratio)."""
+  from autogaze_jax import preprocessing, target_scales
   from autogaze_jax.models import gazed_vit
 
   cfg = encoder.cfg
-  size = cfg.scales[-1]
-  video = np.random.default_rng(side).integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
-  tiles, _ = tiling.tile_video(video, (frames, size, size))
   gaze_in = np.stack([preprocessing.normalize(t) for t in tiles])
   gaze = lambda: target_scales.gaze(gazer, gaze_in, cfg.scales, cfg.patch, ratio, generate_only=True)
   gazes = gaze()  # compile
   gaze_s = _median_s(gaze, gaze_repeats)
-  packed = gazed_vit.pack_gazes(gazes["gazing_pos"], gazes["if_padded_gazing"],
-                                gazes["num_gazing_each_frame"], cfg.token_bucket)
+  packed = gazed_vit.pack_gazes(gazes["gazing_pos"], gazes["if_padded_gazing"], gazes["num_gazing_each_frame"], bucket)
   args = (encoder.params, gazed_vit.normalize_uint8(tiles), *(jnp.asarray(a) for a in packed))
   gazed, gazed_mib = _compile(encoder.gazed, *args, attn_type=attn_type)
   gazed_s = _median_s(lambda: gazed(*args), repeats)
-  if side not in dense_cache:  # the dense baseline does not depend on the ratio
-    pixels = gazed_vit.normalize_uint8(video)  # (T, 3, side, side), native resolution
-    dense, dense_mib = _compile(encoder.dense, encoder.params, pixels)
-    dense_cache[side] = (_median_s(lambda: dense(encoder.params, pixels), repeats), dense_mib)
-  dense_s, dense_mib = dense_cache[side]
-  real = int((~gazes["if_padded_gazing"]).sum())
+  if dense_key not in dense_cache:
+    dense, dense_mib = _compile(encoder.dense, encoder.params, dense_pixels)
+    dense_cache[dense_key] = (_median_s(lambda: dense(encoder.params, dense_pixels), repeats), dense_mib)
+  dense_s, dense_mib = dense_cache[dense_key]
+  frames, _, h, w = dense_pixels.shape
   return dict(
-    size=f"{frames}x{side}^2", tiles=len(tiles), ratio=ratio,
-    dense_tokens=frames * (side // cfg.patch) ** 2, gazed_tokens=real, gazed_slots=int(packed[0].size),
+    tiles=len(tiles), ratio=ratio, bucket=bucket,
+    dense_tokens=frames * (h // cfg.patch) * (w // cfg.patch),
+    gazed_tokens=int((~gazes["if_padded_gazing"]).sum()), gazed_slots=int(packed[0].size),
     dense_ms=dense_s * 1e3, gazed_ms=gazed_s * 1e3, vit_speedup=dense_s / gazed_s,
     gaze_ms=gaze_s * 1e3, end_to_end_gain=dense_s / (gaze_s + gazed_s),
     dense_temp_mib=dense_mib, gazed_temp_mib=gazed_mib,
   )
+
+
+def square_rows(gazer, encoder, side: int, frames: int, ratios, args, dense_cache) -> list:
+  """A frames x side^2 video: tiled for gazing; the dense ViT at the native resolution."""
+  from autogaze_jax import tiling
+  from autogaze_jax.models import gazed_vit
+
+  size = encoder.cfg.scales[-1]
+  video = np.random.default_rng(side).integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
+  tiles, _ = tiling.tile_video(video, (frames, size, size))
+  dense = gazed_vit.normalize_uint8(video)
+  rows = []
+  for r in ratios:
+    row = measure(gazer, encoder, tiles, dense, r, args.repeats, args.gaze_repeats, args.attn_type,
+                  dense_cache, side, args.bucket)
+    rows.append(dict(row, size=f"{frames}x{side}^2"))
+  return rows
+
+
+def tile_set_rows(gazer, encoder, width: int, height: int, frames: int, ratios, args, dense_cache) -> list:
+  """A frames x width x height video as its tile set (e.g. 3840x2160: 18 x 10 = 180 tiles),
+  dense = the ViT on every patch of every tile. Both paths cost the same per tile, so
+  `--tiles-in-flight` tiles are measured and the totals scaled to the whole set."""
+  from autogaze_jax.models import gazed_vit
+
+  size = encoder.cfg.scales[-1]
+  total = -(-width // size) * -(-height // size)
+  m = min(args.tiles_in_flight, total)
+  tiles = np.random.default_rng(width).integers(0, 256, (m, frames, size, size, 3), dtype=np.uint8)
+  dense = gazed_vit.normalize_uint8(tiles.reshape(m * frames, size, size, 3))
+  scale = total / m
+  rows = []
+  for r in ratios:
+    row = measure(gazer, encoder, tiles, dense, r, args.repeats, args.gaze_repeats, args.attn_type,
+                  dense_cache, ("tiles", m), args.bucket)
+    for k in ("dense_tokens", "gazed_tokens", "gazed_slots"):
+      row[k] = int(round(row[k] * scale))
+    for k in ("dense_ms", "gazed_ms", "gaze_ms"):
+      row[k] *= scale
+    rows.append(dict(row, tiles=total, size=f"{frames}x{width}x{height}", measured_tiles=m))
+  return rows
 
 
 def _table(rows) -> str:
@@ -79,8 +119,11 @@ def _table(rows) -> str:
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   fmt = lambda x: "—" if x is None else f"{x:.0f}"
   for r in rows:
+    what = f"{r['tiles']} tile{'s' * (r['tiles'] > 1)}"
+    if "measured_tiles" in r:
+      what += f"; {r['measured_tiles']} measured, scaled"
     lines.append(
-      f"| {r['size']} ({r['tiles']} tile{'s' * (r['tiles'] > 1)}) | {r['ratio']:g} | {r['dense_tokens']} "
+      f"| {r['size']} ({what}) | {r['ratio']:g} | {r['dense_tokens']} "
       f"| {r['gazed_tokens']} ({r['gazed_slots']}) | {r['dense_ms']:.0f} | {r['gazed_ms']:.1f} "
       f"| {r['vit_speedup']:.1f}x | {r['gaze_ms']:.0f} | {r['end_to_end_gain']:.2f}x "
       f"| {fmt(r['dense_temp_mib'])} / {fmt(r['gazed_temp_mib'])} |"
@@ -98,6 +141,10 @@ def main(argv=None):
   ap.add_argument("--repeats", type=int, default=5, help="timed ViT calls per point (median)")
   ap.add_argument("--gaze-repeats", type=int, default=1, help="timed gazing calls per point (median)")
   ap.add_argument("--attn-type", default="block_causal")
+  ap.add_argument("--tile-set", help="also a WIDTHxHEIGHT video as its tile set, e.g. 3840x2160 (180 tiles)")
+  ap.add_argument("--tiles-in-flight", type=int, default=4, help="tiles measured for --tile-set (totals are scaled)")
+  ap.add_argument("--bucket", type=int, help="gazed sequence padding multiple (default: the ViT config's token_bucket)")
+  ap.add_argument("--skip-square", action="store_true", help="only the --tile-set rows")
   ap.add_argument("--json", help="also write the rows to this file")
   args = ap.parse_args(argv)
 
@@ -108,14 +155,18 @@ def main(argv=None):
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
   gazer = AutoGaze.from_config(seed=0, mesh=mesh)
   encoder = encode.GazedEncoder(encode.load_vit(cfg, mesh=mesh))
+  args.bucket = args.bucket or cfg.token_bucket
   size = cfg.scales[-1]
   first = max(size, (args.min_size or size) // size * size)
-  sides = range(first, max(args.max_size or size, first) + 1, size)
+  sides = [] if args.skip_square else range(first, max(args.max_size or size, first) + 1, size)
+  ratios = [float(r) for r in args.ratios.split(",")]
   rows, dense_cache = [], {}
-  for side in sides:
-    for ratio in (float(r) for r in args.ratios.split(",")):
-      row = measure(gazer, encoder, side, args.frames, ratio, args.repeats, args.gaze_repeats,
-                    args.attn_type, dense_cache)
+  groups = [lambda side=side: square_rows(gazer, encoder, side, args.frames, ratios, args, dense_cache) for side in sides]
+  if args.tile_set:
+    w, h = (int(x) for x in args.tile_set.lower().split("x"))
+    groups.append(lambda: tile_set_rows(gazer, encoder, w, h, args.frames, ratios, args, dense_cache))
+  for group in groups:
+    for row in group():
       rows.append(row)
       print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
   print(f"\ndevice: {jax.devices()[0].device_kind}; ViT: {cfg.hidden}-wide, {cfg.layers} layers, patch {cfg.patch}, "

@@ -89,3 +89,14 @@ def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
   cfg.clip_len = 3
   with pytest.raises(ValueError, match="expected 3 frames"):
     ntp_stage.labelled_batches(cfg, pipeline.make_source(cfg.data, "train", cfg.seed), V, K)
+
+
+def test_ratio_at_eps_interpolates_the_first_crossing():
+  from autogaze_jax.train import ratio_at_eps
+
+  loss = np.array([[1.0, 0.8, 0.6],    # crosses 0.7 halfway between budgets 4 and 8
+                   [0.65, 0.6, 0.5],   # the first budget already reaches
+                   [0.9, 0.8, 0.75],   # never reaches
+                   [1.0, 0.6, 0.9]])   # the first crossing counts, not a later rise
+  got = np.asarray(ratio_at_eps.ratio_from_losses(loss, (2, 4, 8), 8, 0.7))
+  np.testing.assert_allclose(got, [0.75, 0.25, 1.0, 0.25 + 0.25 * 0.75], rtol=1e-6)

@@ -63,7 +63,8 @@ class Reconstructor(nnx.Module):
     )
     self.patch_proj = _linear(3 * p * p, d, ("conv_in", "embed"), rngs)
     self.cls_token = param((1, 1, d), (None, None, "embed"))
-    self.position_embeddings = nnx.Variable(jnp.asarray(sincos_2d(d, 224 // p))[None])
+    grid = recon_config.pos_grid(cfg)
+    self.position_embeddings = nnx.Variable(jnp.asarray(sincos_2d(d, grid))[None])
     self.scale_embed = param((n, d), (None, "embed"))
     self.time_embed = param((cfg.max_num_frames, d), (None, "embed"))
     self.layers = nnx.List([
@@ -72,7 +73,7 @@ class Reconstructor(nnx.Module):
     self.layernorm = _layer_norm(d, cfg.layer_norm_eps, rngs)
     self.decoder_embed = _linear(d, dd, ("embed", "mlp"), rngs)
     self.mask_token = param((1, 1, dd), (None, None, "mlp"))
-    self.decoder_pos_embed = nnx.Variable(jnp.asarray(sincos_2d(dd, 224 // p))[None])
+    self.decoder_pos_embed = nnx.Variable(jnp.asarray(sincos_2d(dd, grid))[None])
     self.decoder_scale_embed = param((n, dd), (None, "mlp"))
     self.decoder_time_embed = param((cfg.max_num_frames, dd), (None, "mlp"))
     self.decoder_layers = nnx.List([

@@ -23,6 +23,16 @@ def _stage_report(workdir: str, name: str) -> dict:
     return json.load(f)
 
 
+def _grpo_heldout_curve(workdir: str, ratio: float) -> list:
+  """[(step, held-out greedy loss at the GRPO training budget)] from GRPO's periodic evals."""
+  path, key = os.path.join(workdir, "grpo", "metrics.jsonl"), f"eval_loss_at_{ratio:.3g}"
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [(r["step"], r[key]) for r in rows if key in r]
+
+
 def _bar_chart(path: str, ratios: dict, eps: float) -> None:
   fig, ax = plt.subplots(figsize=(5, 3))
   names = [n for n in ORDER if n in ratios]
@@ -45,17 +55,29 @@ def _tables(policies: dict, eps: float) -> list[str]:
   return lines
 
 
+def _num(x) -> str:
+  return "n/a" if x is None else f"{x:.3f}"
+
+
 def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
   sets = result["policies"]
   ratios = {s: {n: sets[s][n]["ratio_at_eps"] for n in ORDER if n in sets[s]} for s in sets}
   main = ratios["generated"]
   grpo = _stage_report(workdir, "grpo")
+  g = cfgs["grpo"].grpo
+  fixed = bool(g.get("fixed_budget", False))
+  reward = {k: grpo.get(k) for k in ("reward_mean_first_10pct", "reward_mean_last_10pct",
+                                     "reward_vs_random_first_10pct", "reward_vs_random_last_10pct")}
+  gain = (reward["reward_vs_random_first_10pct"], reward["reward_vs_random_last_10pct"])
+  curve = _grpo_heldout_curve(workdir, g.pilot_ratio) if fixed else []
   report = {
     "eps": result["eps"], "held_out_clips": result["clips"], "ratio_at_eps": ratios,
     "loss_by_budget": {s: {n: {k: v for k, v in sets[s][n].items() if k.startswith("loss_at_")}
                            for n in ("untrained", "ntp", "grpo")} for s in sets},
     "ntp_learned": main["ntp"] < main["untrained"], "grpo_improved_on_ntp": main["grpo"] < main["ntp"],
-    "grpo_reward": {k: grpo.get(k) for k in ("reward_mean_first_10pct", "reward_mean_last_10pct")},
+    "grpo_reward": reward, "grpo_fixed_budget_ratio": g.pilot_ratio if fixed else None,
+    "grpo_reward_over_random_rose": None if None in gain else gain[1] > gain[0],
+    "grpo_heldout_loss_at_budget": curve,
     "recon": _stage_report(workdir, "recon"), "ntp": _stage_report(workdir, "ntp"),
     "seeds": {name: cfg.seed for name, cfg in cfgs.items()},
     "wall_s": times, "total_wall_s": round(sum(times.values()), 1),
@@ -74,9 +96,16 @@ def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
   lines += ["", "## Summary", "",
             f"- NTP needs fewer patches than the untrained model (generated clips): {verdict(report['ntp_learned'])}.",
             f"- GRPO needs fewer patches than NTP (generated clips): {verdict(report['grpo_improved_on_ntp'])}.",
-            f"- GRPO reward, first vs last 10% of steps: {report['grpo_reward']['reward_mean_first_10pct']} -> "
-            f"{report['grpo_reward']['reward_mean_last_10pct']} (budgets follow the task-loss head, so "
-            "rewards at different times may be at different budgets).",
+            f"- GRPO training reward (-loss), mean of the first vs last 10% of steps: "
+            f"{_num(reward['reward_mean_first_10pct'])} -> {_num(reward['reward_mean_last_10pct'])}; the same "
+            f"minus a random rollout's reward on the same clips, frames and budgets: {_num(gain[0])} -> "
+            f"{_num(gain[1])}; rose: {verdict(report['grpo_reward_over_random_rose'])} " + (
+              f"(every frame at the fixed budget {g.pilot_ratio:g}; the raw reward also moves with "
+              "how hard each step's clips are, the difference does not)." if fixed else
+              "(pilot budgets follow the task-loss head, so rewards at different times may be at "
+              "different budgets)."),
+          ] + ([f"- GRPO's held-out greedy loss at that budget, by step: "
+                + ", ".join(f"{s}: {v:.3f}" for s, v in curve) + "."] if curve else []) + [
             f"- Wall time per stage (s): {times}; total {report['total_wall_s']:.0f} s.", "",
             "![ratio at eps](ratio_at_eps.png)", "",
             "Curves: [reconstructor](recon/curve.png), [NTP](ntp/curve.png), [GRPO](grpo/curve.png); "

@@ -20,6 +20,26 @@ from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import state as state_lib
 
 
+class Scorer(nnx.Module):
+  """The frozen reconstructor with the perceptual teachers of its loss, one pytree that the
+  jitted GRPO step takes as an argument (replicated, not baked in as constants)."""
+
+  def __init__(self, recon: Reconstructor, terms=()):
+    self.recon = recon
+    self.weights = tuple(float(w) for w, _ in terms)  # static: part of the graph definition
+    self.teachers = nnx.List([t for _, t in terms])
+
+  def terms(self) -> list:
+    return list(zip(self.weights, self.teachers))
+
+
+def unpack(frozen) -> tuple:
+  """(reconstructor, perceptual terms) of a Scorer, or of a bare Reconstructor (no terms)."""
+  if isinstance(frozen, Scorer):
+    return frozen.recon, frozen.terms()
+  return frozen, []
+
+
 def stage0_config(workdir: str) -> ml_collections.ConfigDict:
   """The stage config saved in a stage-0 directory (model, optimizer, steps)."""
   path = os.path.join(workdir, "config.json")

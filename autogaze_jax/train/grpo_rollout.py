@@ -39,10 +39,12 @@ class RolloutSpec:
   recon_sample_rate: float
   top_k: int = 50
   segments: int = 1
+  fixed_budget: bool = False  # every frame gets pilot_cap, no pilot rollout
 
 
 def make_spec(vocab: int, k: int, *, group_size: int, pilot_ratio: float, eps_range,
-              recon_sample_rate: float, top_k: int = 50, segments: int = 1) -> RolloutSpec:
+              recon_sample_rate: float, top_k: int = 50, segments: int = 1,
+              fixed_budget: bool = False) -> RolloutSpec:
   if group_size < 2:
     raise ValueError(f"grpo.group_size: need at least 2 rollouts per clip for a baseline, got {group_size}")
   lo, hi = (float(e) for e in eps_range)
@@ -50,7 +52,7 @@ def make_spec(vocab: int, k: int, *, group_size: int, pilot_ratio: float, eps_ra
     raise ValueError(f"grpo.eps_range: need min <= max, got ({lo}, {hi})")
   cap = int(vocab_lib.budgets_from_ratio(pilot_ratio, 1, vocab)[0])
   return RolloutSpec(group_size, cap, vocab_lib.slots_per_frame(cap, k), lo, hi,
-                     float(recon_sample_rate), top_k, segments)
+                     float(recon_sample_rate), top_k, segments, bool(fixed_budget))
 
 
 def per_clip(fn, *args):
@@ -94,6 +96,17 @@ def group_rollouts(model, video, budgets_bt, keys_bg, tau, spec: RolloutSpec):
   return per_clip(one, video, budgets_bt, keys_bg)
 
 
+def random_rollouts(key, budgets_bt, vocab: int, slots: int):
+  """One uniformly random rollout per clip at the same budgets (distinct tokens per frame):
+  ids (B, 1, T, slots) with PAD beyond each frame's budget, slots (B, 1, T). The step scores
+  it on the group's frames, so `reward - random reward` compares placements on the same
+  clips and frames, free of how hard the step's clips happen to be."""
+  b, t = budgets_bt.shape
+  perm = jnp.argsort(jax.random.uniform(key, (b, t, vocab)), axis=-1)[..., :slots]
+  ids = jnp.where(jnp.arange(slots) < budgets_bt[..., None], perm, vocab).astype(jnp.int32)
+  return ids[:, None], jnp.full((b, 1, t), slots, jnp.int32)
+
+
 def per_clip_keys(key, batch: int):
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
 
@@ -110,7 +123,10 @@ def rollout(model, video, key, tau, spec: RolloutSpec) -> dict:
   b = video.shape[0]
   k_eps, k_pilot, k_group = sample_keys(key, b, spec.group_size)
   eps = jax.random.uniform(k_eps, (b,), minval=spec.eps_min, maxval=spec.eps_max)
-  budgets = pilot_counts(model, video, eps, k_pilot, tau, spec)
+  if spec.fixed_budget:
+    budgets = jnp.full(video.shape[:2], spec.pilot_cap, jnp.int32)
+  else:
+    budgets = pilot_counts(model, video, eps, k_pilot, tau, spec)
   ids, lens = group_rollouts(model, video, budgets, k_group, tau, spec)
   out = {"ids": ids, "lens": lens, "eps": eps, "budgets": budgets}
   return jax.tree.map(jax.lax.stop_gradient, out)

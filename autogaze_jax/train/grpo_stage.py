@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import AutoGaze, checkpointing, distributed, metrics, plots
+from autogaze_jax import AutoGaze, checkpointing, distributed, metrics, perceptual, plots
 from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
@@ -64,6 +64,7 @@ def step_spec(cfg, vocab: int, k: int) -> grpo_step.StepSpec:
   rollout = grpo_rollout.make_spec(
     vocab, k, group_size=g.group_size, pilot_ratio=g.pilot_ratio, eps_range=g.eps_range,
     recon_sample_rate=g.recon_sample_rate, top_k=g.top_k, segments=g.decode_segments,
+    fixed_budget=g.get("fixed_budget", False),
   )
   return grpo_step.StepSpec(rollout, g.gamma, g.temp_start, g.temp_end, cfg.steps)
 
@@ -87,7 +88,8 @@ def train(cfg, workdir: str, progress: bool = True, source=None, held_out=None) 
   recon = frozen_recon.load(cfg.recon, mesh, workdir=cfg.recon_workdir, weights=cfg.recon_weights, seed=cfg.seed + 1)
   vocab = _check_pair(gaze_cfg, recon)
   spec = step_spec(cfg, vocab, gaze_cfg.decoder.num_multi_token_pred)
-  recon_def, recon_state = nnx.split(recon)
+  terms = perceptual.from_config(cfg.perceptual, mesh, cfg.recon_weights)  # the reward's extra terms
+  recon_def, recon_state = nnx.split(frozen_recon.Scorer(recon, terms))
   recon_state = jax.device_put(recon_state, mesh_lib.replicated(mesh))
   jitted = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
   calls = [0]
@@ -133,7 +135,7 @@ def _report(workdir: str, cfg, wall: float) -> dict:
   evals = [r for r in rows if "eval_ratio_at_eps" in r]
   if distributed.is_main():
     plots.curves(os.path.join(workdir, "curve.png"), rows,
-                 ["reward_mean", "recon_loss", "eval_ratio_at_eps", "eval_gaze_ratio_eps_stop"],
+                 ["reward_mean", "reward_vs_random", "recon_loss", "eval_ratio_at_eps", "eval_gaze_ratio_eps_stop"],
                  "GRPO: training reward and held-out metrics")
   tenth = max(1, len(train_rows) // 10)
   mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None
@@ -141,6 +143,9 @@ def _report(workdir: str, cfg, wall: float) -> dict:
     "steps": cfg.steps, "wall_s": round(wall, 1),
     "reward_mean_first_10pct": mean(train_rows[:tenth], "reward_mean"),
     "reward_mean_last_10pct": mean(train_rows[-tenth:], "reward_mean"),
+    # the same, minus a random rollout's reward on the same clips, frames and budgets
+    "reward_vs_random_first_10pct": mean(train_rows[:tenth], "reward_vs_random"),
+    "reward_vs_random_last_10pct": mean(train_rows[-tenth:], "reward_vs_random"),
     "eval_first": {k: v for k, v in evals[0].items() if k.startswith("eval_")} if evals else None,
     "eval_final": {k: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else None,
     "gaze_checkpoint": os.path.join(workdir, "gaze_final"),

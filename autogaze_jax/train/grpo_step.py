@@ -21,7 +21,7 @@ from flax import nnx
 
 from autogaze_jax import preprocessing, scoring
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.train import grpo, grpo_rollout
+from autogaze_jax.train import frozen_recon, grpo, grpo_rollout
 
 WATCHED = ("reward", "advantage", "log_prob", "task_loss_prediction", "grpo_loss",
            "task_loss_prediction_loss", "grad_norm")
@@ -48,13 +48,16 @@ def _advantages(rew, ids, lens, vocab: int, gamma: float):
 def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: StepSpec):
   old = jax.tree.map(lambda x: x, state)
   ts = nnx.merge(graphdef, state)
-  recon = nnx.merge(recon_def, recon_state)
+  recon, terms = frozen_recon.unpack(nnx.merge(recon_def, recon_state))
   video = preprocessing.normalize_on_device(video_u8)
-  vocab = ts.model.gaze_decoder.vocab - 1
   tau = grpo.temperature(ts.opt.step[...], spec.temp_start, spec.temp_end, spec.total_steps)
-  k_roll, k_frames = jax.random.split(key)
+  k_roll, k_frames, k_random = jax.random.split(key, 3)
   roll = grpo_rollout.rollout(ts.model, video, k_roll, tau, spec.rollout)
-  rew = grpo_rollout.rewards(recon, video, roll["ids"], roll["lens"], k_frames, spec.rollout)
+  rew = grpo_rollout.rewards(recon, video, roll["ids"], roll["lens"], k_frames, spec.rollout, perceptual=terms)
+  vocab = ts.model.gaze_decoder.vocab - 1
+  rand_ids, rand_lens = grpo_rollout.random_rollouts(k_random, roll["budgets"], vocab, roll["ids"].shape[-1])
+  rand = grpo_rollout.rewards(recon, video, rand_ids, rand_lens, k_frames,
+                              dataclasses.replace(spec.rollout, group_size=1), perceptual=terms)
   b, g, t, s = roll["ids"].shape
   n = b * g
   ids, lens = roll["ids"].reshape(n, t, s), roll["lens"].reshape(n, t)
@@ -82,6 +85,7 @@ def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: 
     "loss": loss, "grpo_loss": pg, "task_loss_prediction_loss": tl, "grad_norm": grad_norm,
     "reward_mean": rew["reward"].mean(), "reward_std": rew["reward"].std(),
     "reward_group_std": rew["reward"].std(axis=1).mean(),
+    "reward_vs_random": rew["reward"].mean() - rand["reward"].mean(),
     "adv_abs_mean": jnp.abs(adv_real).sum() / jnp.maximum(real_f.sum(), 1.0),
     "adv_min": jnp.where(real, adv, jnp.inf).min(), "adv_max": jnp.where(real, adv, -jnp.inf).max(),
     "recon_loss": rew["loss"].mean(), "gaze_ratio": rew["gaze_ratio"].mean(),

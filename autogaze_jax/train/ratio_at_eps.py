@@ -2,7 +2,8 @@
 
 For each budget n of a static grid (ascending), the policy gazes greedily exactly n tokens
 per frame (no task-loss stopping), and the frozen reconstructor measures the loss of the
-chosen frames. A clip's ratio is the smallest n / V whose mean loss is <= ε (1.0 if none).
+chosen frames. A clip's ratio is where its mean loss first reaches ε, interpolated linearly
+between the budgets around the crossing (1.0 if no budget reaches).
 This measures where the policy looks, independently of how well its task-loss head is
 calibrated (decoding with the head's stop rule would mix both). Random gazes at the same
 budgets give the baseline.
@@ -24,10 +25,18 @@ from autogaze_jax.train import recon_stage0
 
 
 def ratio_from_losses(loss_bn, budgets, vocab: int, eps: float):
-  """loss (B, n budgets) -> per-clip smallest reaching ratio (B,), 1.0 where none reaches."""
+  """loss (B, n budgets) -> per-clip ratio (B,) at which the loss first reaches eps, linearly
+  interpolated between the two budgets around the crossing (so the measure is not stuck on
+  the grid); the smallest ratio where the first budget already reaches, 1.0 where none does."""
   reach = loss_bn <= eps
   ratios = jnp.asarray(budgets, jnp.float32) / vocab
-  return jnp.where(reach.any(1), ratios[jnp.argmax(reach, 1)], 1.0)
+  i = jnp.argmax(reach, 1)
+  j = jnp.maximum(i - 1, 0)
+  take = lambda a, k: jnp.take_along_axis(a, k[:, None], 1)[:, 0]
+  hi, lo = take(loss_bn, j), take(loss_bn, i)  # the loss just above eps, the first one at or below
+  frac = jnp.clip((hi - eps) / jnp.maximum(hi - lo, 1e-12), 0.0, 1.0)
+  crossed = ratios[j] + frac * (ratios[i] - ratios[j])
+  return jnp.where(reach.any(1), jnp.where(i == 0, ratios[0], crossed), 1.0)
 
 
 def policy_losses(model, recon, video, frames, budgets):

@@ -101,8 +101,7 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
   repl = mesh_lib.replicated(mesh)
   # Optional frozen perceptual teachers (official: DINOv2-reg 0.3 + SigLIP2 0.3), passed as
   # replicated arguments rather than baked into the program as constants.
-  terms = perceptual.build(cfg.perceptual.dinov2 or None, cfg.perceptual.siglip2 or None,
-                           tuple(cfg.perceptual.weights), cfg.perceptual.size, mesh)
+  terms = perceptual.from_config(cfg.perceptual, mesh)
   percep_defs, percep_states = [], []
   for w, extractor in terms:
     gd, st = nnx.split(extractor)
