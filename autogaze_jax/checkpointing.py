@@ -72,6 +72,30 @@ def abstract_like(tree):
   )
 
 
+def _rescaled_data_state(data_dir: str) -> dict:
+  """The iterator state for this process from states saved by another process count.
+
+  Each process reads the global batch's slice [process_index::process_count] of the same
+  shuffled order, so after n steps every process is at batch index n and together they have
+  consumed exactly global batches 0..n-1, whatever the count. A state of that form
+  ({"next_index": n}, equal on every process) therefore maps to any count. Worker-process
+  states (data.num_workers > 0) carry per-worker positions that do not map; they are refused.
+  """
+  names = sorted(f for f in os.listdir(data_dir) if f.startswith("process_") and f.endswith(".json"))
+  states = []
+  for name in names:
+    with open(os.path.join(data_dir, name)) as f:
+      states.append(json.load(f))
+  if not states:
+    raise ValueError(f"checkpoint: {data_dir} holds no data-iterator state")
+  if any(set(st) != {"next_index"} or st != states[0] for st in states):
+    raise ValueError(
+      f"checkpoint: the data-iterator state in {data_dir} was saved by {len(states)} process(es) "
+      f"({names[0]}, ...) with per-worker positions, which do not map to {jax.process_count()} "
+      "process(es); resume on the saving topology, or with data.num_workers=0 on both")
+  return dict(states[0])
+
+
 class _IteratorSnapshot:
   """A data iterator's state taken when `save` is called (an async save writes it later,
   when the iterator has moved on)."""
@@ -114,12 +138,18 @@ class TrainCheckpoints:
     return self.mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
   def restore(self, step: int, abstract_state, data_iterator=None):
-    """The state; `data_iterator` (if given) is moved to where it was at the save."""
+    """The state; `data_iterator` (if given) is moved to where it was at the save, also when
+    the checkpoint was written by another number of processes (see `_rescaled_data_state`)."""
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       if "data" not in self.mngr.item_metadata(step):
         raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} has no data-iterator state")
-      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+      data_dir = os.path.join(str(self.mngr.directory), str(step), "data")
+      own = os.path.join(data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+      if os.path.exists(own):
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+      else:
+        data_iterator.set_state(_rescaled_data_state(data_dir))
     try:
       return self.mngr.restore(step, args=ocp.args.Composite(**items))["state"]
     except (ValueError, KeyError) as e:

@@ -115,6 +115,41 @@ def test_two_processes_read_disjoint_halves(folder):
     pipeline.make_dataset(cfg, src, batch_size=3, seed=0, process_index=0, process_count=2)
 
 
+def test_iterator_position_maps_to_another_process_count(folder, tmp_path):
+  """After n steps every process is at batch n and together they cover global batch n, for
+  any process count, so a checkpoint written by 2 processes resumes on 1 (and back)."""
+  from autogaze_jax import checkpointing
+
+  cfg = _cfg(source="folder", root=str(folder))
+  src = pipeline.make_source(cfg)
+  make = lambda pi, pc: iter(pipeline.make_dataset(cfg, src, batch_size=2, seed=3, process_index=pi, process_count=pc))
+  single = make(0, 1)
+  _take(single, 2)
+  saved = single.get_state()
+  want = next(single)["index"]
+  halves = []
+  for pi in range(2):
+    it = make(pi, 2)
+    it.set_state(saved)
+    halves.append(next(it)["index"])
+  assert sorted(np.concatenate(halves).tolist()) == sorted(want.tolist())
+  # Through a checkpoint whose data state was written as by 2 processes.
+  state = {"w": jax.numpy.zeros(3)}
+  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), 1, async_save=False)
+  ckpt.save(2, state, force=True, data_iterator=single)
+  data_dir = tmp_path / "ckpt" / "2" / "data"
+  ((data_dir / "process_0-of-1.json")).unlink()
+  for pi in range(2):
+    (data_dir / f"process_{pi}-of-2.json").write_text(json.dumps({"next_index": 3}))
+  resumed = make(0, 1)
+  ckpt.restore(2, checkpointing.abstract_like(state), data_iterator=resumed)
+  assert resumed.get_state() == {"next_index": 3}
+  (data_dir / "process_1-of-2.json").write_text(json.dumps({"next_index": 3, "workers_state": {}}))
+  with pytest.raises(ValueError, match="per-worker positions"):
+    ckpt.restore(2, checkpointing.abstract_like(state), data_iterator=make(0, 1))
+  ckpt.close()
+
+
 RESUME_SCRIPT = r"""
 import hashlib, json, sys
 from absl import flags; flags.FLAGS(sys.argv[:1], known_only=True)
