@@ -17,6 +17,9 @@ def recon_config(size: str = "tiny") -> ml_collections.ConfigDict:
   # positions of any scale with fewer tokens than the grid; configs whose finest scale is
   # below 224 px (tiny: 64 px) set it to finest_scale // patch_size so their canvas is exact.
   c.pos_grid = 0
+  # Rematerialise each transformer block in training (recompute its activations in the
+  # backward pass): the large model's per-clip temporaries otherwise exceed a 16 GiB chip.
+  c.remat = size in ("base", "large")
   sizes = {
     # hidden, layers, heads, mlp | decoder hidden, layers, heads, mlp
     "tiny": (192, 2, 3, 768, 128, 1, 4, 512),

@@ -52,6 +52,15 @@ def decoder_pos_tables(pos_1sd, scales, patch):
   return jnp.concatenate(out, 0)
 
 
+def _block(layer, x, fid, kpad):
+  return layer(x, fid, kpad)
+
+
+# Rematerialised block: only its input is kept for the backward pass and the rest is
+# recomputed, so activation memory per clip stops growing with depth (configs/recon.py large).
+_remat_block = nnx.remat(_block)
+
+
 class Reconstructor(nnx.Module):
   def __init__(self, cfg, rngs: nnx.Rngs):
     recon_config.validate(cfg)
@@ -107,8 +116,9 @@ class Reconstructor(nnx.Module):
     x = mesh_lib.constrain(x, ("batch", None, "act_embed"))
     fid = jnp.concatenate([jnp.full((b, 1), -1), jnp.broadcast_to(jnp.repeat(jnp.arange(t), g), (b, t * g))], 1)
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), pad.reshape(b, t * g)], 1)
+    block = _remat_block if self.cfg.get("remat", False) else _block
     for layer in self.layers:
-      x = layer(x, fid, kpad)
+      x = block(layer, x, fid, kpad)
     return self.layernorm(x)
 
   def decode(self, latent, ids_btg, frame_idx_r):
@@ -138,8 +148,9 @@ class Reconstructor(nnx.Module):
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), (pad | recon_frame[None, :, None]).reshape(b, t * g),
                             jnp.zeros((b, r * v), bool)], 1)
     fid = jnp.broadcast_to(fid, (b, fid.shape[0]))
+    block = _remat_block if self.cfg.get("remat", False) else _block
     for layer in self.decoder_layers:
-      seq = layer(seq, fid, kpad)
+      seq = block(layer, seq, fid, kpad)
     out = self.decoder_pred(self.decoder_norm(seq[:, 1 + t * g :]))  # (B, R*V, p*p*3)
     last = counts[-1]
     out = out.reshape(b, r, v, -1)[:, :, v - last :]
