@@ -86,7 +86,7 @@ def cmd_pipeline(args) -> None:
 
   if not os.path.isdir(args.configs):
     raise ValueError(f"--configs: {args.configs} is not a directory (run from the repository root)")
-  report = end_to_end.run(args.workdir, args.configs)
+  report = end_to_end.run(args.workdir, args.configs, seed=args.seed)
   print(json.dumps({k: report[k] for k in ("eps", "ratio_at_eps", "ntp_learned", "grpo_improved_on_ntp",
                                            "total_wall_s")}, indent=2))
   print(f"wrote {args.workdir}/report.md, report.json, ratio_at_eps.png, gazes_*.png and one folder per stage")
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
   e = sub.add_parser("pipeline", help="the main job: stage 0 -> labels -> NTP -> GRPO -> eval -> report (CPU, tiny)")
   e.add_argument("--workdir", default="runs/pipeline", help="every stage's output; rerun to resume")
   e.add_argument("--configs", default="configs", help="the folder of configs/*.py")
+  e.add_argument("--seed", type=int, default=0, help="every stage's seed (init, data order, held-out clips)")
   e.set_defaults(func=cmd_pipeline)
 
   k = sub.add_parser("ckpt", help="inspect checkpoints")

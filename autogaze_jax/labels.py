@@ -5,6 +5,12 @@ A labels file is one JSON object `{video path: {"gazing_pos": T lists of GLOBAL 
 t * V + local, in selection order, "task_losses": T lists of the same lengths}}`. Keys are
 reduced to their last three path components (`DATASET/SPLIT/FILE.mp4`) when read.
 
+For large runs the same entries can live in ArrayRecord files (`*.array_record`): one record
+per clip, the JSON of `{"key": path, "gazing_pos": ..., "task_losses": ...}`. They are written
+and read by the same functions (chosen by the file name), can be sharded (one file per
+labelling host, read back through a glob) and are read record by record instead of as one
+JSON document.
+
 Arrays (§6.2 semantics with a static cap, §11.4): per clip, local ids (T, G) with PAD = V,
 the number of real gazes per frame (T,), and task-loss targets (T, G) padded with the
 frame's last value. G is one static cap for every frame, a multiple of K, so one compile
@@ -51,26 +57,64 @@ def read(paths) -> dict:
   for path in _expand(paths):
     if not os.path.isfile(path):
       raise FileNotFoundError(f"labels: {path} does not exist")
-    with open(path) as f:
-      try:
-        data = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"labels: {path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-      raise ValueError(f"labels: {path} must hold one JSON object keyed by video path")
+    data = _read_records(path) if path.endswith(RECORD_SUFFIX) else _read_json(path)
     for key, entry in data.items():
       merged[key_of(key)] = entry
   return merged
 
 
+RECORD_SUFFIX = ".array_record"
+
+
+def _read_json(path: str) -> dict:
+  with open(path) as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"labels: {path} is not valid JSON: {e}") from None
+  if not isinstance(data, dict):
+    raise ValueError(f"labels: {path} must hold one JSON object keyed by video path")
+  return data
+
+
+def _read_records(path: str) -> dict:
+  from array_record.python import array_record_module as arm
+
+  try:  # the library raises bare RuntimeError/ValueError on a file that is not ArrayRecord
+    reader = arm.ArrayRecordReader(path)
+    try:
+      records = reader.read_all()
+    finally:
+      reader.close()
+  except (RuntimeError, ValueError) as e:
+    raise ValueError(f"labels: {path} is not a readable ArrayRecord file: {e}") from None
+  out = {}
+  for i, record in enumerate(records):
+    try:
+      entry = json.loads(record)
+      out[entry.pop("key")] = entry
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+      raise ValueError(f"labels: record {i} of {path} is not a JSON object with a 'key'") from None
+  return out
+
+
 def write(path: str, labels: dict) -> None:
-  """Writes labels in the official format (plain ints and floats)."""
+  """Writes labels in the official format (plain ints and floats), or as ArrayRecord when
+  `path` ends in .array_record (one JSON record per clip)."""
   out = {
     key: {"gazing_pos": [[int(g) for g in fr] for fr in e["gazing_pos"]],
           "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
     for key, e in labels.items()
   }
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  if path.endswith(RECORD_SUFFIX):
+    from array_record.python import array_record_module as arm
+
+    writer = arm.ArrayRecordWriter(path, "group_size:1")
+    for key, entry in out.items():
+      writer.write(json.dumps({"key": key, **entry}).encode())
+    writer.close()
+    return
   with open(path, "w") as f:
     json.dump(out, f)
 

@@ -1,4 +1,4 @@
-"""gazing_labels.json: read/write, key reduction and merging, validation errors, collation."""
+"""gazing_labels.json (and its ArrayRecord form): read/write, key reduction and merging, validation errors, collation."""
 
 import json
 
@@ -16,6 +16,20 @@ def test_write_read_round_trip(tmp_path):
   path = tmp_path / "sub" / "labels.json"
   labels.write(str(path), {"ds/train/a.mp4": A, "ds/train/b.mp4": B})
   assert labels.read(str(path)) == {"ds/train/a.mp4": A, "ds/train/b.mp4": B}
+
+
+def test_array_record_shards_read_like_the_json(tmp_path):
+  """Large runs: one ArrayRecord shard per labelling host, read back through a glob, gives
+  the same labels as the JSON; mixed lists work; a broken file is named."""
+  labels.write(str(tmp_path / "labels-0.array_record"), {"/data/ds/train/a.mp4": A})
+  labels.write(str(tmp_path / "labels-1.array_record"), {"/data/ds/train/b.mp4": B})
+  got = labels.read(f"{tmp_path}/labels-*.array_record")
+  assert got == {"ds/train/a.mp4": A, "ds/train/b.mp4": B}
+  labels.write(str(tmp_path / "c.json"), {"ds/train/c.mp4": A})
+  assert labels.read(f"{tmp_path}/labels-0.array_record,{tmp_path}/c.json") == {"ds/train/a.mp4": A, "ds/train/c.mp4": A}
+  (tmp_path / "bad.array_record").write_bytes(b"not a record file")
+  with pytest.raises(ValueError, match="bad.array_record"):
+    labels.read(str(tmp_path / "bad.array_record"))
 
 
 def test_keys_reduced_and_later_files_override(tmp_path):

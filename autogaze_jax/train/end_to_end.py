@@ -30,8 +30,9 @@ from autogaze_jax.train import ratio_at_eps, recon_stage0
 STAGES = ("recon", "labels", "ntp", "grpo", "eval")
 
 
-def stage_configs(config_dir: str, workdir: str) -> dict:
-  """The tiny configs of each stage, wired to each other's outputs inside `workdir`."""
+def stage_configs(config_dir: str, workdir: str, seed: int = 0) -> dict:
+  """The tiny configs of each stage, wired to each other's outputs inside `workdir`, every
+  stage seeded with `seed` (initialisation, data order and the held-out clips)."""
   from autogaze_jax.cli import load_config_file
 
   recon = load_config_file(os.path.join(config_dir, "recon.py:tiny"))
@@ -40,6 +41,7 @@ def stage_configs(config_dir: str, workdir: str) -> dict:
   ntp.labels = os.path.join(workdir, "labels.json")
   ntp.recon_workdir = grpo.recon_workdir = os.path.join(workdir, "recon")
   grpo.init_gaze = os.path.join(workdir, "ntp", "gaze_final")
+  recon.seed = ntp.seed = grpo.seed = seed
   return {"recon": recon, "ntp": ntp, "grpo": grpo}
 
 
@@ -97,10 +99,24 @@ def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str, mesh) -> None
       os.path.join(workdir, f"gazes_{name}.png"))
 
 
-def run(workdir: str, config_dir: str = "configs", progress: bool = True) -> dict:
+def _check_seed(workdir: str, seed: int) -> None:
+  """A workdir belongs to one seed: pipeline.json records it; resuming with another is refused."""
+  path = os.path.join(workdir, "pipeline.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f)["seed"]
+    if before != seed:
+      raise ValueError(f"pipeline: {workdir} was run with --seed {before}, not {seed}; use another --workdir")
+  elif distributed.is_main():
+    with open(path, "w") as f:
+      json.dump({"seed": seed}, f)
+
+
+def run(workdir: str, config_dir: str = "configs", progress: bool = True, seed: int = 0) -> dict:
   """Runs (or resumes) every stage; returns the report (also in report.json / report.md)."""
   os.makedirs(workdir, exist_ok=True)
-  cfgs = stage_configs(config_dir, workdir)
+  _check_seed(workdir, seed)
+  cfgs = stage_configs(config_dir, workdir, seed)
   times_path = os.path.join(workdir, "stage_times.json")
   times = {}
   if os.path.exists(times_path):
