@@ -1,14 +1,18 @@
 """Test setup: JAX on CPU with 8 fake devices, shared fixtures (tiny models, parity data)."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for the session and for the subprocesses that tests
 # start (kill and resume, multi-host): a program compiled once is loaded, not recompiled.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="autogaze_jax_xla_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="autogaze_jax_xla_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402

@@ -218,6 +218,7 @@ def test_stage_trains_evaluates_and_exports(tmp_path):
   report = grpo_stage.train(cfg, str(tmp_path / "run"), progress=False)
   rows = metrics.read(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
+  assert (tmp_path / "run" / "pictures" / "gazes_step000002.png").exists()
   # As if stopped after the step-1 checkpoint, then rerun: the data iterator resumes too.
   resumed = tmp_path / "resumed"
   shutil.copytree(tmp_path / "run", resumed)

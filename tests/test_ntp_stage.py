@@ -46,6 +46,9 @@ def test_label_then_train(tmp_path):
   assert report["slots_per_frame"] == 6 and report["eval_final"]["eval_ratio_at_eps"] <= 1.0
   losses = loss_rows(tmp_path / "ntp")
   assert sorted(losses) == [1, 2, 3] and all(np.isfinite(list(losses.values())))
+  # eval every 3 steps: at steps 0 and 3, each with a picture of the current policy's gazes
+  assert sorted(p.name for p in (tmp_path / "ntp" / "pictures").glob("*.png")) == [
+    "gazes_step000000.png", "gazes_step000003.png"]
   gazer = AutoGaze.from_pretrained(str(tmp_path / "ntp" / "gaze_final"))
   assert gazer.config.decoder.num_multi_token_pred == 3
   # As if stopped after the step-2 checkpoint, then rerun: the data iterator resumes too.

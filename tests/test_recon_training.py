@@ -68,6 +68,7 @@ def test_resume_continues_exactly(tmp_path):
   assert last(rows_a) == last(rows_b)
   for name in ("curve.png", "reconstructions.png", "report.json", "config.json"):
     assert (tmp_path / "a" / name).exists()
+  assert list((tmp_path / "a" / "pictures").glob("reconstructions_step*.png"))  # one per evaluation
 
 
 def test_learns_on_cpu(tmp_path):

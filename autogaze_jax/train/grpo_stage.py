@@ -108,7 +108,8 @@ def train(cfg, workdir: str, progress: bool = True, source=None, held_out=None) 
   e = cfg.eval
   if held_out is None:
     held_out = pipeline.eval_clips(data, e.num_clips, cfg.seed)
-  by_budget = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, ratios=e.ratios, frames=e.frames)
+  by_budget = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, ratios=e.ratios, frames=e.frames,
+                                          picture_dir=os.path.join(workdir, "pictures"))
   cap = int(vocab_lib.budgets_from_ratio(e.cap_ratio, 1, vocab)[0])
   by_stop = eps_stop_eval.make_evaluator(graphdef, recon, mesh, held_out, eps=e.eps, cap=cap, frames=e.frames)
   evaluate = lambda st, i: {**by_budget(st, i), **by_stop(st, i)}

@@ -94,7 +94,7 @@ def train(cfg, workdir: str, source=None, recon=None, progress: bool = True) -> 
     recon = frozen_recon.load(cfg.recon, mesh, workdir=cfg.recon_workdir, weights=cfg.recon_weights)
   held = pipeline.eval_clips(pipeline.for_training(cfg), cfg.eval.num_clips, cfg.seed)
   evaluate = ratio_at_eps.make_evaluator(graphdef, recon, mesh, held, eps=cfg.eval.eps, ratios=cfg.eval.ratios,
-                                         frames=cfg.eval.frames)
+                                         frames=cfg.eval.frames, picture_dir=os.path.join(workdir, "pictures"))
   t0 = time.perf_counter()
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
                      clips_per_step=cfg.batch_size, data_iterator=batches)

@@ -12,13 +12,14 @@ budgets give the baseline.
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import decoding, preprocessing, recon_config, reconstruction_task
+from autogaze_jax import decoding, distributed, preprocessing, recon_config, reconstruction_task, visualize
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.train import recon_stage0
@@ -39,16 +40,19 @@ def ratio_from_losses(loss_bn, budgets, vocab: int, eps: float):
   return jnp.where(reach.any(1), jnp.where(i == 0, ratios[0], crossed), 1.0)
 
 
-def policy_losses(model, recon, video, frames, budgets):
-  """(B, n budgets) reconstruction losses of greedy budget-only gazes."""
+def policy_losses(model, recon, video, frames, budgets, keep: int | None = None):
+  """(B, n budgets) reconstruction losses of greedy budget-only gazes, and the first clip's
+  local ids (T, slots) at budget `keep` (None if not asked)."""
   b, t = video.shape[:2]
   k = model.gaze_decoder.k
-  out = []
+  out, kept = [], None
   for n in budgets:
     spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(n, k))
     ids, lens = decoding.generate(model, video, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None, 1.0, spec)
     out.append(reconstruction_task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1))
-  return jnp.stack(out, 1)
+    if n == keep:
+      kept = ids[0]
+  return jnp.stack(out, 1), kept
 
 
 def random_losses(recon, video, frames, budgets, vocab: int, key):
@@ -60,10 +64,14 @@ def random_losses(recon, video, frames, budgets, vocab: int, key):
   return jnp.stack(out, 1)
 
 
-def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frames, prefix: str = "eval_"):
-  """(state, step) -> dict of floats for a TrainState whose `model` is the gaze model."""
+def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frames, prefix: str = "eval_",
+                   picture_dir: str | None = None, picture_ratio: float = 0.2):
+  """(state, step) -> dict of floats for a TrainState whose `model` is the gaze model. With
+  `picture_dir`, every call also draws the first clip's gazes at the grid budget nearest
+  `picture_ratio` into picture_dir/gazes_step<N>.png (process 0 only)."""
   vocab = int(sum(recon_config.tokens_per_scale(recon.cfg)))
   budgets = tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
+  shown = min(budgets, key=lambda n: abs(n / vocab - picture_ratio))
   frames = jnp.asarray([f for f in frames if f < clips_u8.shape[1]], jnp.int32)
   recon_def, recon_state = nnx.split(recon)
   repl = mesh_lib.replicated(mesh)
@@ -73,8 +81,9 @@ def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frame
   @functools.partial(jax.jit, out_shardings=repl)
   def run(state, recon_state, clips):
     video = preprocessing.normalize_on_device(clips)
-    loss = policy_losses(nnx.merge(graphdef, state).model, nnx.merge(recon_def, recon_state), video, frames, budgets)
-    return ratio_from_losses(loss, budgets, vocab, eps).mean(), loss.mean(0)
+    loss, ids = policy_losses(nnx.merge(graphdef, state).model, nnx.merge(recon_def, recon_state), video, frames,
+                              budgets, keep=shown)
+    return ratio_from_losses(loss, budgets, vocab, eps).mean(), loss.mean(0), ids
 
   @functools.partial(jax.jit, out_shardings=repl)
   def baseline(recon_state, clips):
@@ -86,9 +95,13 @@ def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frame
     random_ratio = float(baseline(recon_state, held))
 
   def evaluate(state, step):
-    del step
     with mesh_lib.use(mesh):
-      ratio, loss = jax.device_get(run(state, recon_state, held))
+      ratio, loss, ids = jax.device_get(run(state, recon_state, held))
+    if picture_dir and distributed.is_main():
+      os.makedirs(picture_dir, exist_ok=True)
+      masks = [m[0] for m in vocab_lib.gazing_masks(np.asarray(ids)[None], recon.cfg.scales, vocab)]
+      visualize.gaze_picture(np.asarray(clips_u8[0]), masks, size=96).save(
+        os.path.join(picture_dir, f"gazes_step{step:06d}.png"))
     out = {prefix + "ratio_at_eps": float(ratio), prefix + "random_ratio_at_eps": random_ratio}
     out.update({f"{prefix}loss_at_{n / vocab:.3g}": float(x) for n, x in zip(budgets, loss)})
     return out

@@ -137,6 +137,11 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
       l1, pred, target = ev(state, held_dev, ids, lens, eval_frames)
       out[f"eval_l1_ratio_{r:g}"] = l1
       last_pictures[r] = (np.asarray(pred), np.asarray(target))
+    if main:  # the picture of every evaluation, pictures/reconstructions_step<N>.png
+      r = cfg.eval.ratios[-1]
+      os.makedirs(os.path.join(workdir, "pictures"), exist_ok=True)
+      plots.reconstructions(os.path.join(workdir, "pictures", f"reconstructions_step{i:06d}.png"),
+                            last_pictures[r][1], last_pictures[r][0], f"step {i}: held-out clip, random gazes at ratio {r:g}")
     return out
 
   t0 = time.perf_counter()
