@@ -70,7 +70,17 @@ def apply_overrides(cfg, overrides: list[str]):
 TRAIN_STAGES = {"recon": "recon_stage0", "ntp": "ntp_stage", "grpo": "grpo_stage"}
 
 
+def local_path(flag: str, path) -> str:
+  """Outputs go to local or mounted paths. An object-store URL is refused before any work:
+  plain file writes would silently create a local 'gs:' folder instead."""
+  if "://" in str(path):
+    raise ValueError(f"{flag} {path}: object-store URLs are not supported yet; mount the bucket "
+                     "(e.g. gcsfuse at /mnt/gcs) and pass the mounted path")
+  return str(path)
+
+
 def cmd_train(args, overrides) -> None:
+  local_path("--workdir", args.workdir)
   cfg = apply_overrides(load_config_file(args.config), overrides)
   if cfg.get("stage") not in TRAIN_STAGES:
     raise ValueError(f"config.stage: {cfg.get('stage')!r} is not one of {', '.join(TRAIN_STAGES)}")
@@ -84,6 +94,7 @@ def cmd_pipeline(args) -> None:
   """The main job: every stage on the embedded default, then a report."""
   from autogaze_jax.train import end_to_end
 
+  local_path("--workdir", args.workdir)
   if not os.path.isdir(args.configs):
     raise ValueError(f"--configs: {args.configs} is not a directory (run from the repository root)")
   report = end_to_end.run(args.workdir, args.configs, seed=args.seed)
@@ -190,6 +201,7 @@ def cmd_label(args, overrides) -> None:
   """Greedy NTP labels of the config's clips (config.data) with a stage-0 reconstructor."""
   from autogaze_jax.train import greedy_labels
 
+  local_path("--out", args.out)
   cfg = apply_overrides(load_config_file(args.config), overrides)
   if args.num_clips is not None:
     cfg.label.num_clips = args.num_clips
@@ -307,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
   lb = sub.add_parser("label", help="greedy NTP labels (gazing_labels.json) with a stage-0 reconstructor")
   lb.add_argument("--config", required=True, help="configs/ntp.py[:tiny|small|official] (its label.* fields)")
   lb.add_argument("--recon-checkpoint", required=True, help="stage-0 workdir (autogaze-jax train configs/recon.py)")
-  lb.add_argument("--out", required=True, help="labels file to write (official gazing_labels.json format)")
+  lb.add_argument("--out", required=True, help="labels file to write (official gazing_labels.json format; .array_record: one record per clip)")
   lb.add_argument("--num-clips", type=int, help="clips of config.data to label (default: config label.num_clips)")
   lb.set_defaults(func=cmd_label)
 
