@@ -22,6 +22,14 @@ def sample_frames(key, num_frames: int, rate: float):
   return jax.random.permutation(key, num_frames)[:r]
 
 
+def random_ids(key, counts_bt, vocab: int, slots: int):
+  """Local ids (B, T, slots): counts[b, t] distinct uniformly random tokens per frame, PAD
+  (= vocab) in the remaining slots."""
+  b, t = counts_bt.shape
+  perm = jnp.argsort(jax.random.uniform(key, (b, t, vocab)), axis=-1)[..., :slots]
+  return jnp.where(jnp.arange(slots) < counts_bt[..., None], perm, vocab).astype(jnp.int32)
+
+
 def task_loss_targets(ids_btg, frame_idx_r, loss_br, vocab: int):
   """Per-slot regression targets and mask (official semantics, §2.3).
 

@@ -95,6 +95,13 @@ class Reconstructor(nnx.Module):
   def _scale_index(self):
     return np.concatenate([np.full(c, i) for i, c in enumerate(recon_config.tokens_per_scale(self.cfg))])
 
+  def _run(self, layers, x, fid, kpad):
+    """The blocks in order, each rematerialised when cfg.remat."""
+    block = _remat_block if self.cfg.get("remat", False) else _block
+    for layer in layers:
+      x = block(layer, x, fid, kpad)
+    return x
+
   def embed_all(self, video_bt3hw):
     """Every multi-scale token of every frame, with pos/scale/time embeddings: (B, T, V, D)."""
     t = video_bt3hw.shape[1]
@@ -116,10 +123,7 @@ class Reconstructor(nnx.Module):
     x = mesh_lib.constrain(x, ("batch", None, "act_embed"))
     fid = jnp.concatenate([jnp.full((b, 1), -1), jnp.broadcast_to(jnp.repeat(jnp.arange(t), g), (b, t * g))], 1)
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), pad.reshape(b, t * g)], 1)
-    block = _remat_block if self.cfg.get("remat", False) else _block
-    for layer in self.layers:
-      x = block(layer, x, fid, kpad)
-    return self.layernorm(x)
+    return self.layernorm(self._run(self.layers, x, fid, kpad))
 
   def decode(self, latent, ids_btg, frame_idx_r):
     """Predicted pixels of the reconstructed frames, (B, R, 3, S, S) with S the last scale."""
@@ -148,9 +152,7 @@ class Reconstructor(nnx.Module):
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), (pad | recon_frame[None, :, None]).reshape(b, t * g),
                             jnp.zeros((b, r * v), bool)], 1)
     fid = jnp.broadcast_to(fid, (b, fid.shape[0]))
-    block = _remat_block if self.cfg.get("remat", False) else _block
-    for layer in self.decoder_layers:
-      seq = block(layer, seq, fid, kpad)
+    seq = self._run(self.decoder_layers, seq, fid, kpad)
     out = self.decoder_pred(self.decoder_norm(seq[:, 1 + t * g :]))  # (B, R*V, p*p*3)
     last = counts[-1]
     out = out.reshape(b, r, v, -1)[:, :, v - last :]

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from autogaze_jax import metrics  # noqa: E402
+
 ORDER = ("random", "untrained", "ntp", "grpo")
 LABELS = {"random": "random gazes", "untrained": "untrained model", "ntp": "NTP", "grpo": "NTP + GRPO"}
 
@@ -25,12 +27,8 @@ def _stage_report(workdir: str, name: str) -> dict:
 
 def _grpo_heldout_curve(workdir: str, ratio: float) -> list:
   """[(step, held-out greedy loss at the GRPO training budget)] from GRPO's periodic evals."""
-  path, key = os.path.join(workdir, "grpo", "metrics.jsonl"), f"eval_loss_at_{ratio:.3g}"
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return [(r["step"], r[key]) for r in rows if key in r]
+  key = f"eval_loss_at_{ratio:.3g}"
+  return [(r["step"], r[key]) for r in metrics.read(os.path.join(workdir, "grpo", "metrics.jsonl")) if key in r]
 
 
 def _bar_chart(path: str, ratios: dict, eps: float) -> None:

@@ -102,8 +102,7 @@ def random_rollouts(key, budgets_bt, vocab: int, slots: int):
   it on the group's frames, so `reward - random reward` compares placements on the same
   clips and frames, free of how hard the step's clips happen to be."""
   b, t = budgets_bt.shape
-  perm = jnp.argsort(jax.random.uniform(key, (b, t, vocab)), axis=-1)[..., :slots]
-  ids = jnp.where(jnp.arange(slots) < budgets_bt[..., None], perm, vocab).astype(jnp.int32)
+  ids = reconstruction_task.random_ids(key, budgets_bt, vocab, slots)
   return ids[:, None], jnp.full((b, 1, t), slots, jnp.int32)
 
 

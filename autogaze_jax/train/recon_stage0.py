@@ -30,11 +30,9 @@ from autogaze_jax.train import state as state_lib
 def random_gazes(key, batch: int, frames: int, vocab: int, slots: int, rmin: float, rmax: float):
   """ids (B, T, slots) of distinct random tokens, PAD = vocab beyond each frame's count."""
   k1, k2 = jax.random.split(key)
-  perm = jnp.argsort(jax.random.uniform(k1, (batch, frames, vocab)), axis=-1)[..., :slots]
   ratio = jax.random.uniform(k2, (batch, frames), minval=rmin, maxval=rmax)
   count = jnp.clip((ratio * vocab).astype(jnp.int32), 1, slots)
-  ids = jnp.where(jnp.arange(slots) < count[..., None], perm, vocab)
-  return ids.astype(jnp.int32), jnp.full((batch, frames), slots, jnp.int32)
+  return reconstruction_task.random_ids(k1, count, vocab, slots), jnp.full((batch, frames), slots, jnp.int32)
 
 
 def train_step(graphdef, state, video_u8, key, percep_states, *, cfg, vocab, slots, percep_defs):
