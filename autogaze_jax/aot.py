@@ -55,17 +55,20 @@ CHIPS = {
 }
 
 
-def topology_devices(name: str):
-  """The devices of a TPU topology such as 'v5e:16x16', 'v5p:4x4x4', 'v6e:8x8' (no TPU needed)."""
+def topology_devices(name: str, num_slices: int = 1):
+  """The devices of a TPU topology such as 'v5e:16x16', 'v5p:4x4x4', 'v6e:8x8' (no TPU needed),
+  `num_slices` times over (multi-slice: the slices talk over DCN)."""
   kind = name.partition(":")[0]
   if kind not in CHIPS or ":" not in name:
     raise ValueError(f"--topology: {name!r} is not CHIP:SHAPE with CHIP one of {sorted(CHIPS)} (e.g. v5e:16x16)")
+  if num_slices < 1:
+    raise ValueError(f"--num-slices: {num_slices} is not a positive number of slices")
   # Compiling only: do not take libtpu's single-user lock (another process may hold it).
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
 
   try:
-    return topologies.get_topology_desc(platform="tpu", topology_name=name).devices
+    return topologies.get_topology_desc(platform="tpu", topology_name=name, num_slices=num_slices).devices
   except Exception as e:  # libtpu missing, or a shape the chip does not come in
     raise ValueError(f"--topology {name}: cannot describe it ({e}); is libtpu installed?") from None
 

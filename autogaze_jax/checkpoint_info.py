@@ -10,7 +10,7 @@ import os
 import jax
 import numpy as np
 
-from autogaze_jax import checkpointing
+from autogaze_jax import checkpointing, storage
 
 
 def digest(tree) -> str:
@@ -26,9 +26,9 @@ def digest(tree) -> str:
 def info(path: str) -> dict:
   """{"kind", "step", "num_params", "sha256"} for a workdir holding ckpt/ or a model checkpoint."""
   if checkpointing.is_checkpoint(path):
-    params = checkpointing.read_numpy(os.path.join(os.path.abspath(path), checkpointing.PARAMS_DIR))
+    params = checkpointing.read_numpy(storage.path(path) / checkpointing.PARAMS_DIR)
     kind, step = "model", None
-  elif os.path.isdir(os.path.join(path, "ckpt")):
+  elif storage.is_dir(os.path.join(path, "ckpt")):
     ckpt = checkpointing.TrainCheckpoints(path, interval=1, async_save=False)
     step = ckpt.latest_step()
     if step is None:

@@ -16,43 +16,41 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from autogaze_jax import storage
+
 CONFIG_FILE = "autogaze_jax.json"
 PARAMS_DIR = "params"
 
 
 def is_checkpoint(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(
-    os.path.join(path, PARAMS_DIR)
-  )
+  return storage.exists(os.path.join(path, CONFIG_FILE)) and storage.is_dir(os.path.join(path, PARAMS_DIR))
 
 
 def save(path: str, params_state, cfg) -> None:
   """Writes params (a pytree of arrays) and the config; refuses to overwrite."""
-  path = os.path.abspath(path)
-  if os.path.exists(os.path.join(path, PARAMS_DIR)):
+  path = storage.path(path)
+  if (path / PARAMS_DIR).exists():
     raise FileExistsError(f"checkpoint: {path} already holds a checkpoint; choose another --out")
-  os.makedirs(path, exist_ok=True)
+  path.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(path, PARAMS_DIR), params_state)
+    ckptr.save(path / PARAMS_DIR, params_state)
     ckptr.wait_until_finished()
-  with open(os.path.join(path, CONFIG_FILE), "w") as f:
-    f.write(cfg.to_json(indent=2))
+  if jax.process_index() == 0:
+    (path / CONFIG_FILE).write_text(cfg.to_json(indent=2))
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-  with open(os.path.join(path, CONFIG_FILE)) as f:
-    data = json.load(f)
-  cfg = ml_collections.ConfigDict(data)
+  cfg = ml_collections.ConfigDict(storage.read_json(os.path.join(path, CONFIG_FILE)))
   cfg.scales = tuple(cfg.scales)
   return cfg
 
 
 def restore(path: str, abstract_state):
   """Restores into the shapes/shardings of `abstract_state` (jax.ShapeDtypeStruct leaves)."""
-  path = os.path.abspath(path)
+  path = storage.path(path)
   with ocp.StandardCheckpointer() as ckptr:
     try:
-      return ckptr.restore(os.path.join(path, PARAMS_DIR), abstract_state)
+      return ckptr.restore(path / PARAMS_DIR, abstract_state)
     except (ValueError, KeyError) as e:
       raise ValueError(f"checkpoint: {path} does not match the model config: {e}") from None
 
@@ -81,11 +79,9 @@ def _rescaled_data_state(data_dir: str) -> dict:
   ({"next_index": n}, equal on every process) therefore maps to any count. Worker-process
   states (data.num_workers > 0) carry per-worker positions that do not map; they are refused.
   """
-  names = sorted(f for f in os.listdir(data_dir) if f.startswith("process_") and f.endswith(".json"))
-  states = []
-  for name in names:
-    with open(os.path.join(data_dir, name)) as f:
-      states.append(json.load(f))
+  files = sorted(storage.path(data_dir).glob("process_*.json"))
+  names = [f.name for f in files]
+  states = [json.loads(f.read_text()) for f in files]
   if not states:
     raise ValueError(f"checkpoint: {data_dir} holds no data-iterator state")
   if any(set(st) != {"next_index"} or st != states[0] for st in states):
@@ -115,7 +111,7 @@ class TrainCheckpoints:
   def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):
     policies = ocp.checkpoint_managers
     self.mngr = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "ckpt"),
+      storage.path(workdir) / "ckpt",
       options=ocp.CheckpointManagerOptions(
         enable_async_checkpointing=async_save,
         save_decision_policy=policies.AnySavePolicy([
@@ -146,7 +142,7 @@ class TrainCheckpoints:
         raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} has no data-iterator state")
       data_dir = os.path.join(str(self.mngr.directory), str(step), "data")
       own = os.path.join(data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json")
-      if os.path.exists(own):
+      if storage.exists(own):
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       else:
         data_iterator.set_state(_rescaled_data_state(data_dir))

@@ -70,17 +70,7 @@ def apply_overrides(cfg, overrides: list[str]):
 TRAIN_STAGES = {"recon": "recon_stage0", "ntp": "ntp_stage", "grpo": "grpo_stage"}
 
 
-def local_path(flag: str, path) -> str:
-  """Outputs go to local or mounted paths. An object-store URL is refused before any work:
-  plain file writes would silently create a local 'gs:' folder instead."""
-  if "://" in str(path):
-    raise ValueError(f"{flag} {path}: object-store URLs are not supported yet; mount the bucket "
-                     "(e.g. gcsfuse at /mnt/gcs) and pass the mounted path")
-  return str(path)
-
-
 def cmd_train(args, overrides) -> None:
-  local_path("--workdir", args.workdir)
   cfg = apply_overrides(load_config_file(args.config), overrides)
   if cfg.get("stage") not in TRAIN_STAGES:
     raise ValueError(f"config.stage: {cfg.get('stage')!r} is not one of {', '.join(TRAIN_STAGES)}")
@@ -94,7 +84,6 @@ def cmd_pipeline(args) -> None:
   """The main job: every stage on the embedded default, then a report."""
   from autogaze_jax.train import end_to_end
 
-  local_path("--workdir", args.workdir)
   if not os.path.isdir(args.configs):
     raise ValueError(f"--configs: {args.configs} is not a directory (run from the repository root)")
   report = end_to_end.run(args.workdir, args.configs, seed=args.seed)
@@ -201,7 +190,6 @@ def cmd_label(args, overrides) -> None:
   """Greedy NTP labels of the config's clips (config.data) with a stage-0 reconstructor."""
   from autogaze_jax.train import greedy_labels
 
-  local_path("--out", args.out)
   cfg = apply_overrides(load_config_file(args.config), overrides)
   if args.num_clips is not None:
     cfg.label.num_clips = args.num_clips

@@ -19,12 +19,12 @@ serves every batch; padding is masked everywhere, so it changes no loss.
 
 from __future__ import annotations
 
-import glob
 import json
 import math
-import os
 
 import numpy as np
+
+from autogaze_jax import storage
 
 
 def key_of(path: str) -> str:
@@ -39,7 +39,7 @@ def _expand(paths) -> list[str]:
   for item in (s.strip() for s in items):
     if not item:
       continue
-    matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+    matches = storage.glob(item) if storage.has_magic(item) else [item]
     if not matches:
       raise FileNotFoundError(f"labels: no file matches {item!r}")
     out.extend(matches)
@@ -55,7 +55,7 @@ def read(paths) -> dict:
   """
   merged = {}
   for path in _expand(paths):
-    if not os.path.isfile(path):
+    if not storage.exists(path) or storage.is_dir(path):
       raise FileNotFoundError(f"labels: {path} does not exist")
     data = _read_records(path) if path.endswith(RECORD_SUFFIX) else _read_json(path)
     for key, entry in data.items():
@@ -67,11 +67,10 @@ RECORD_SUFFIX = ".array_record"
 
 
 def _read_json(path: str) -> dict:
-  with open(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"labels: {path} is not valid JSON: {e}") from None
+  try:
+    data = json.loads(storage.path(path).read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"labels: {path} is not valid JSON: {e}") from None
   if not isinstance(data, dict):
     raise ValueError(f"labels: {path} must hold one JSON object keyed by video path")
   return data
@@ -80,6 +79,7 @@ def _read_json(path: str) -> dict:
 def _read_records(path: str) -> dict:
   from array_record.python import array_record_module as arm
 
+  check_output(path)
   try:  # the library raises bare RuntimeError/ValueError on a file that is not ArrayRecord
     reader = arm.ArrayRecordReader(path)
     try:
@@ -106,17 +106,24 @@ def write(path: str, labels: dict) -> None:
           "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
     for key, e in labels.items()
   }
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  storage.makedirs(storage.path(path).parent)
   if path.endswith(RECORD_SUFFIX):
     from array_record.python import array_record_module as arm
 
+    check_output(path)
     writer = arm.ArrayRecordWriter(path, "group_size:1")
     for key, entry in out.items():
       writer.write(json.dumps({"key": key, **entry}).encode())
     writer.close()
     return
-  with open(path, "w") as f:
-    json.dump(out, f)
+  storage.write_text(path, json.dumps(out))
+
+
+def check_output(path: str) -> None:
+  """JSON labels go anywhere `storage` reaches; ArrayRecord files only to local or mounted paths."""
+  if storage.is_url(path) and path.endswith(RECORD_SUFFIX):
+    raise ValueError(f"labels: {path}: ArrayRecord labels need a local or mounted path; "
+                     "write JSON labels (.json) to an object store")
 
 
 def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:

@@ -31,7 +31,11 @@ DEFAULT_RULES = (
 
 
 def make_mesh(shape=(-1, 1), axes=AXES, devices=None) -> jax.sharding.Mesh:
-  """A mesh with explicit Auto axis types; one -1 in `shape` takes the remaining devices."""
+  """A mesh with explicit Auto axis types; one -1 in `shape` takes the remaining devices.
+
+  Devices of several TPU slices (multi-slice, e.g. xpk --num-slices) get a hybrid mesh: the
+  slices are laid along the first ("data") axis, so the fsdp all-gathers stay on each slice's
+  ICI and only the data-parallel gradient reduction crosses the slower DCN."""
   devices = list(devices if devices is not None else jax.devices())
   shape = list(shape)
   if shape.count(-1) > 1:
@@ -46,7 +50,21 @@ def make_mesh(shape=(-1, 1), axes=AXES, devices=None) -> jax.sharding.Mesh:
     raise ValueError(f"mesh shape {tuple(shape)} needs {need} devices, have {len(devices)}")
   devices = devices[:need]  # an explicit smaller shape uses the first devices
   auto = (jax.sharding.AxisType.Auto,) * len(axes)
+  slices = len({getattr(d, "slice_index", 0) for d in devices})
+  if slices > 1:
+    return jax.sharding.Mesh(_hybrid(shape, devices, slices), tuple(axes), axis_types=auto)
   return jax.make_mesh(tuple(shape), tuple(axes), axis_types=auto, devices=devices)
+
+
+def _hybrid(shape, devices, slices: int) -> np.ndarray:
+  from jax.experimental import mesh_utils
+
+  if shape[0] % slices:
+    raise ValueError(f"mesh shape {tuple(shape)}: the first (data) axis must be a multiple of the {slices} "
+                     "slices, so that the other axes stay inside one slice")
+  per_slice = (shape[0] // slices,) + tuple(shape[1:])
+  across = (slices,) + (1,) * (len(shape) - 1)
+  return mesh_utils.create_hybrid_device_mesh(per_slice, across, devices=devices)
 
 
 @contextlib.contextmanager

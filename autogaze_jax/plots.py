@@ -8,7 +8,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from autogaze_jax import preprocessing  # noqa: E402
+from autogaze_jax import preprocessing, storage  # noqa: E402
+
+
+def save(fig, path: str, dpi=None) -> None:
+  """Writes the figure as a PNG at `path` (local or gs://) and closes it."""
+  storage.write_image(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+  plt.close(fig)
 
 
 def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
@@ -23,8 +29,7 @@ def curves(path: str, rows: list[dict], keys: list[str], title: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  save(fig, path)
 
 
 def reconstructions(path: str, targets, preds, title: str) -> None:
@@ -39,5 +44,4 @@ def reconstructions(path: str, targets, preds, title: str) -> None:
   axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  save(fig, path)

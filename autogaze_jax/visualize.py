@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from autogaze_jax import storage
+
 
 # One outline colour per scale, coarse to fine.
 _COLOURS = [(255, 64, 64), (255, 196, 0), (64, 200, 255), (120, 255, 120), (255, 128, 255)]
@@ -46,6 +48,11 @@ def gaze_picture(frames_thwc: np.ndarray, masks: list[np.ndarray], size: int = 2
 
 def save_gaze_picture(path: str, frames_thwc, out: dict, clip: int = 0) -> None:
   masks = [np.asarray(m)[clip] for m in out["gazing_mask"]]
-  gaze_picture(np.asarray(frames_thwc), masks).save(path)
+  save_picture(path, gaze_picture(np.asarray(frames_thwc), masks))
+
+
+def save_picture(path: str, image: Image.Image) -> None:
+  """A PNG at `path`, local or gs://."""
+  storage.write_image(path, lambda f: image.save(f, format="PNG"))
 
 

@@ -7,8 +7,8 @@
   # official scales, test-sized reconstructor (an accelerator helps)
   autogaze-jax train --config configs/grpo.py:small --workdir runs/grpo_small --config.recon_workdir=runs/recon_small
   # the paper's setup: NTP gaze model, official VideoMAE weights (or a stage-0 large run)
-  autogaze-jax train --config configs/grpo.py:official --workdir /mnt/gcs/grpo \
-      --config.init_gaze=/mnt/gcs/ntp/gaze_final --config.recon_weights=videomae.pt
+  autogaze-jax train --config configs/grpo.py:official --workdir gs://BUCKET/grpo \
+      --config.init_gaze=gs://BUCKET/ntp/gaze_final --config.recon_weights=videomae.pt
 
 Overrides: --config.steps=500 --config.grpo.group_size=8 "--config.grpo.eps_range=(0.8,1.2)"
 """

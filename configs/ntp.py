@@ -9,7 +9,7 @@
   autogaze-jax train --config configs/ntp.py:small --workdir runs/ntp_small --config.labels=... --config.recon_workdir=...
   # the paper's setup: released labels (comma-separated files / globs) of the videos under
   # data.root (train/ and val/), global batch 1024
-  autogaze-jax train --config configs/ntp.py:official --workdir /mnt/gcs/ntp \
+  autogaze-jax train --config configs/ntp.py:official --workdir gs://BUCKET/ntp \
       --config.labels=gazing_labels.json --config.recon_weights=videomae.pt \
       --config.data.source=folder --config.data.root=/data/videos
 

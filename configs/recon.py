@@ -1,7 +1,7 @@
 """Stage 0: train the reconstructor on random multi-scale gazes.
 
   autogaze-jax train --config configs/recon.py:tiny --workdir runs/recon_tiny     # CPU, minutes
-  autogaze-jax train --config configs/recon.py:large --workdir /mnt/gcs/recon  # pod (a bucket mounted with gcsfuse)
+  autogaze-jax train --config configs/recon.py:large --workdir gs://BUCKET/recon  # pod
 
 Overrides: --config.steps=500 --config.optimizer.lr=3e-4 "--config.mesh.shape=(-1,2)"
 """

@@ -7,6 +7,7 @@ time and the implied clips/s for the whole slice (see autogaze_jax/aot.py for th
   python launch/aot_compile.py --config configs/grpo.py:official --topology v5p:4x4x4
   python launch/aot_compile.py --config configs/recon.py:large --topology v5e:16x16 --fsdp 1,2,4,8,16
   python launch/aot_compile.py --config configs/gaze.py:released --topology v6e:16x16 --gaze-batch-per-chip 8
+  python launch/aot_compile.py --config configs/ntp.py:official --topology v5e:16x16 --num-slices 4  # multi-slice
   # overrides as for training: --config.batch_size=256 "--config.mesh.shape=(-1,4)"
 
 A config with a `stage` (ntp, grpo, recon) compiles that training step; a gaze-model config
@@ -59,13 +60,15 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/<stage>.py[:variant] or configs/gaze.py[:variant]")
   p.add_argument("--topology", required=True, help="CHIP:SHAPE, e.g. v5e:16x16, v5p:4x4x4, v6e:8x8")
+  p.add_argument("--num-slices", type=int, default=1,
+                 help="slices of that topology joined over DCN (hybrid mesh: slices along the data axis)")
   p.add_argument("--fsdp", help="comma-separated fsdp sizes: one compile per mesh (chips / f, f)")
   p.add_argument("--gaze-batch-per-chip", type=int, default=4, help="clips per chip for gazing")
   p.add_argument("--json", help="also write the rows to this file")
   args, overrides = p.parse_known_args(argv)
   try:
     cfg = cli.apply_overrides(cli.load_config_file(args.config), overrides)
-    devices = aot.topology_devices(args.topology)
+    devices = aot.topology_devices(args.topology, args.num_slices)
     chip = aot.CHIPS[args.topology.partition(":")[0]]
     default = tuple(cfg.mesh.shape) if "mesh" in cfg else (-1, 1)
     shapes = [(-1, int(f)) for f in args.fsdp.split(",")] if args.fsdp else [default]
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"{args.config} on {args.topology} ({len(devices)} chips; roofline from {chip.peak_flops / 1e12:.0f} "
+  slices = f" x {args.num_slices} slices" if args.num_slices > 1 else ""
+  print(f"{args.config} on {args.topology}{slices} ({len(devices)} chips; roofline from {chip.peak_flops / 1e12:.0f} "
         f"TFLOP/s bf16 and {chip.hbm_bw / 1e9:.0f} GB/s per chip, collectives ignored)")
   print(markdown([row(r) for r in results]))
   if args.json:

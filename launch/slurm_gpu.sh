@@ -9,7 +9,7 @@
 #
 # Environment: NODES (default 1), GPUS_PER_NODE (default 8), PARTITION, ACCOUNT, TIME
 # (default 24:00:00) optional; VENV (default .venv) must be on a filesystem all nodes see,
-# and so must the workdir (a shared filesystem or a gcsfuse mount). CUDA=cuda12 for older drivers.
+# and the workdir must be a shared filesystem or a gs:// URL. CUDA=cuda12 for older drivers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

@@ -5,8 +5,8 @@
 # the coordinator and the slice layout from the environment xpk sets).
 #
 #   export CLUSTER=my-cluster ZONE=us-west4-a PROJECT=my-project TPU_TYPE=v5litepod-256 NUM_SLICES=2
-#   bash launch/xpk.sh run ntp-1 train --config configs/ntp.py:official --workdir /mnt/gcs/ntp \
-#       --config.labels=/mnt/gcs/gazing_labels.json
+#   bash launch/xpk.sh run ntp-1 train --config configs/ntp.py:official --workdir gs://BUCKET/ntp \
+#       --config.labels=gs://BUCKET/gazing_labels.json
 #   bash launch/xpk.sh status ntp-1 | logs ntp-1 | delete ntp-1
 #
 # Environment: CLUSTER, ZONE, PROJECT, TPU_TYPE (run), NUM_SLICES (default 1), BASE_IMAGE

@@ -31,6 +31,26 @@ PARITY = SHARED / "data" / "parity"
 
 
 @pytest.fixture(scope="session")
+def gcs_bucket():
+  """'gs://autogaze-test': a bucket on a local Cloud Storage emulator (tests/gcs_emulator.py)
+  that gcsfs (etils.epath, our files) and TensorStore (Orbax's arrays) are both pointed at, so
+  gs:// workdirs are exercised over the JSON API without a cloud."""
+  import gcs_emulator
+
+  server, url = gcs_emulator.start("autogaze-test")
+  env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x"}
+  before = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  yield "gs://autogaze-test"
+  server.stop()
+  for k, v in before.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
 def parity_dir():
   if not PARITY.is_dir():
     pytest.skip(f"reference data not found at {PARITY}")

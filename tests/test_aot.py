@@ -46,3 +46,25 @@ def test_ntp_step_compiles_for_a_tpu_topology(capsys):
   row = dict(zip(aot_compile.HEADER, fields))
   assert row["step"] == "ntp" and row["mesh (data,fsdp)"] == "(4,1)" and row["fits"] == "yes"
   assert float(row["GFLOP/chip"]) > 0 and float(row["clips/s (slice)"]) > 0
+
+
+@needs_libtpu
+def test_multi_slice_mesh_keeps_fsdp_inside_a_slice_and_compiles(capsys):
+  import aot_compile
+
+  from autogaze_jax import mesh as mesh_lib
+
+  devices = aot.topology_devices("v5e:2x2", num_slices=2)
+  mesh = mesh_lib.make_mesh((-1, 2), devices=devices)
+  assert dict(mesh.shape) == {"data": 4, "fsdp": 2}
+  slice_of = [[d.slice_index for d in row] for row in mesh.devices]
+  assert all(len(set(row)) == 1 for row in slice_of), "an fsdp group spans two slices"
+  assert sorted({row[0] for row in slice_of}) == [0, 1]
+  with pytest.raises(ValueError, match="multiple of the 2 slices"):
+    mesh_lib.make_mesh((1, 8), devices=devices)
+  assert aot_compile.main(["--config", "configs/ntp.py:tiny", "--topology", "v5e:2x2", "--num-slices", "2",
+                           "--config.batch_size=8", "--config.mesh.shape=(-1,2)"]) == 0
+  out = capsys.readouterr().out
+  assert "on v5e:2x2 x 2 slices (8 chips" in out
+  row = dict(zip(aot_compile.HEADER, [c.strip() for c in out.strip().splitlines()[-1].strip("|").split("|")]))
+  assert row["mesh (data,fsdp)"] == "(4,2)" and row["fits"] == "yes"

@@ -1,11 +1,12 @@
-"""The main job end to end (`autogaze-jax pipeline`), shrunk through its --configs folder:
-every stage runs, the report compares the four policies, a rerun resumes instead of redoing,
-and a workdir refuses another seed."""
+"""The main job end to end (`autogaze-jax pipeline`), shrunk through its --configs folder, in a
+gs:// workdir on a local Cloud Storage emulator: every stage runs, the report compares the
+four policies, a rerun resumes instead of redoing, and a workdir refuses another seed."""
 
 import json
 import pathlib
 
 import pytest
+from etils import epath
 
 from autogaze_jax.train import end_to_end
 
@@ -40,12 +41,13 @@ BODIES = {
 
 
 @pytest.mark.slow  # every stage compiles once
-def test_pipeline_runs_every_stage_reports_and_resumes(tmp_path, capsys):
+def test_pipeline_runs_every_stage_reports_and_resumes_in_a_gs_workdir(tmp_path, capsys, gcs_bucket, monkeypatch):
+  monkeypatch.chdir(tmp_path)
   configs = tmp_path / "configs"
   configs.mkdir()
   for name, body in BODIES.items():
     (configs / f"{name}.py").write_text(SHRUNK.format(root=ROOT, name=name, body=body))
-  work = tmp_path / "run"
+  work = epath.Path(gcs_bucket) / "pipeline"
   report = end_to_end.run(str(work), str(configs), progress=False, seed=1)
   gen = report["ratio_at_eps"]["generated"]
   assert set(gen) == {"random", "untrained", "ntp", "grpo"} and all(0 < v <= 1 for v in gen.values())
@@ -54,6 +56,8 @@ def test_pipeline_runs_every_stage_reports_and_resumes(tmp_path, capsys):
   for name in ("report.md", "report.json", "ratio_at_eps.png", "gazes_untrained.png", "gazes_ntp.png",
                "gazes_grpo.png", "labels.json", "recon/curve.png", "ntp/gaze_final", "grpo/gaze_final"):
     assert (work / name).exists(), name
+  assert list(work.glob("recon/ckpt/*/state")), "Orbax wrote no checkpoint into the bucket"
+  assert [p.name for p in tmp_path.iterdir()] == ["configs"], "something was written locally"
   assert "NTP + GRPO" in (work / "report.md").read_text()
   capsys.readouterr()
   again = end_to_end.run(str(work), str(configs), progress=False, seed=1)  # nothing left to do

@@ -12,7 +12,6 @@ matters is the smallest gaze ratio whose greedy gazes reach reconstruction loss 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -20,7 +19,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import AutoGaze, distributed, preprocessing, visualize
+from autogaze_jax import AutoGaze, distributed, preprocessing, storage, visualize
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import pipeline as data_pipeline
 from autogaze_jax.models.gaze import GazeModel
@@ -95,33 +94,28 @@ def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str, mesh) -> None
   for name, model in policies.items():
     gazer._set_params(nnx.state(model, nnx.Param))
     out = gazer.gaze(video, gazing_ratio=0.15, generate_only=True)
-    visualize.gaze_picture(held[0], [np.asarray(m)[0] for m in out["gazing_mask"]], size=96).save(
-      os.path.join(workdir, f"gazes_{name}.png"))
+    picture = visualize.gaze_picture(held[0], [np.asarray(m)[0] for m in out["gazing_mask"]], size=96)
+    visualize.save_picture(os.path.join(workdir, f"gazes_{name}.png"), picture)
 
 
 def _check_seed(workdir: str, seed: int) -> None:
   """A workdir belongs to one seed: pipeline.json records it; resuming with another is refused."""
   path = os.path.join(workdir, "pipeline.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      before = json.load(f)["seed"]
+  if storage.exists(path):
+    before = storage.read_json(path)["seed"]
     if before != seed:
       raise ValueError(f"pipeline: {workdir} was run with --seed {before}, not {seed}; use another --workdir")
   elif distributed.is_main():
-    with open(path, "w") as f:
-      json.dump({"seed": seed}, f)
+    storage.write_json(path, {"seed": seed})
 
 
 def run(workdir: str, config_dir: str = "configs", progress: bool = True, seed: int = 0) -> dict:
   """Runs (or resumes) every stage; returns the report (also in report.json / report.md)."""
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   _check_seed(workdir, seed)
   cfgs = stage_configs(config_dir, workdir, seed)
   times_path = os.path.join(workdir, "stage_times.json")
-  times = {}
-  if os.path.exists(times_path):
-    with open(times_path) as f:
-      times = json.load(f)
+  times = storage.read_json(times_path) if storage.exists(times_path) else {}
 
   def timed(name, fn):
     if name in times:
@@ -132,8 +126,7 @@ def run(workdir: str, config_dir: str = "configs", progress: bool = True, seed: 
     fn()
     times[name] = round(time.perf_counter() - t0, 1)
     if distributed.is_main():
-      with open(times_path, "w") as f:
-        json.dump(times, f, indent=2)
+      storage.write_json(times_path, times)
     print(f"[{name}] done in {times[name]:.0f} s", flush=True)
 
   timed("recon", lambda: recon_stage0.train(cfgs["recon"], os.path.join(workdir, "recon"), progress))
@@ -144,7 +137,6 @@ def run(workdir: str, config_dir: str = "configs", progress: bool = True, seed: 
   result = {}
   timed("eval", lambda: result.update(evaluate(cfgs, workdir)))
   if not result:  # eval was done before: reuse it
-    with open(os.path.join(workdir, "report.json")) as f:
-      return json.load(f)
+    return storage.read_json(os.path.join(workdir, "report.json"))
   report = end_to_end_report.write(workdir, cfgs, result, times)
   return report

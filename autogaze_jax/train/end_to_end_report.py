@@ -3,7 +3,6 @@ table, the stage curves and the gaze pictures) and ratio_at_eps.png."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import matplotlib
@@ -11,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from autogaze_jax import metrics  # noqa: E402
+from autogaze_jax import metrics, plots, storage  # noqa: E402
 
 ORDER = ("random", "untrained", "ntp", "grpo")
 LABELS = {"random": "random gazes", "untrained": "untrained model", "ntp": "NTP", "grpo": "NTP + GRPO"}
@@ -19,10 +18,7 @@ LABELS = {"random": "random gazes", "untrained": "untrained model", "ntp": "NTP"
 
 def _stage_report(workdir: str, name: str) -> dict:
   path = os.path.join(workdir, name, "report.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+  return storage.read_json(path) if storage.exists(path) else {}
 
 
 def _grpo_heldout_curve(workdir: str, ratio: float) -> list:
@@ -38,8 +34,7 @@ def _bar_chart(path: str, ratios: dict, eps: float) -> None:
   ax.set_ylabel(f"gaze ratio to reach loss {eps:g}")
   ax.set_title("held-out clips (lower is better)")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plots.save(fig, path, dpi=120)
 
 
 def _tables(policies: dict, eps: float) -> list[str]:
@@ -80,8 +75,7 @@ def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
     "seeds": {name: cfg.seed for name, cfg in cfgs.items()},
     "wall_s": times, "total_wall_s": round(sum(times.values()), 1),
   }
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  storage.write_json(os.path.join(workdir, "report.json"), report)
   _bar_chart(os.path.join(workdir, "ratio_at_eps.png"), main, result["eps"])
   verdict = lambda ok: "yes" if ok else "**no**"
   lines = ["# AutoGaze, end to end on the embedded default (CPU-sized)", "",
@@ -110,6 +104,5 @@ def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
             "reconstructions: [recon/reconstructions.png](recon/reconstructions.png).", "",
             "Gazes on the first generated held-out clip at ratio 0.15:", ""]
   lines += [f"{LABELS[n]}:\n\n![{n}](gazes_{n}.png)\n" for n in ("untrained", "ntp", "grpo")]
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  storage.write_text(os.path.join(workdir, "report.md"), "\n".join(lines) + "\n")
   return report

@@ -8,13 +8,12 @@ model parameters are used.
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 from flax import nnx
 
-from autogaze_jax import checkpointing, recon_weights
+from autogaze_jax import checkpointing, recon_weights, storage
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import state as state_lib
@@ -43,10 +42,9 @@ def unpack(frozen) -> tuple:
 def stage0_config(workdir: str) -> ml_collections.ConfigDict:
   """The stage config saved in a stage-0 directory (model, optimizer, steps)."""
   path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  if not storage.exists(path):
     raise ValueError(f"reconstructor: {workdir} is not a stage-0 directory (no config.json)")
-  with open(path) as f:
-    cfg = ml_collections.ConfigDict(json.load(f))
+  cfg = ml_collections.ConfigDict(storage.read_json(path))
   if cfg.get("stage") != "recon":
     raise ValueError(f"reconstructor: {path} is a {cfg.get('stage')!r} stage, not 'recon'")
   cfg.model.scales = tuple(cfg.model.scales)
@@ -56,7 +54,7 @@ def stage0_config(workdir: str) -> ml_collections.ConfigDict:
 def from_stage0(workdir: str, mesh) -> Reconstructor:
   """The reconstructor of the latest checkpoint in a stage-0 directory."""
   cfg = stage0_config(workdir)
-  if not os.path.isdir(os.path.join(workdir, "ckpt")):
+  if not storage.is_dir(os.path.join(workdir, "ckpt")):
     raise ValueError(f"reconstructor: {workdir} has no ckpt/ directory (was stage 0 run there?)")
   tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
   graphdef, state, _ = state_lib.create(lambda: Reconstructor(cfg.model, nnx.Rngs(0)), tx, mesh)

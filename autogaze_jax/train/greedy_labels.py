@@ -171,6 +171,7 @@ def run(cfg, recon_workdir: str, out_path: str, clips=None, progress: bool = Tru
   from autogaze_jax.data import pipeline
   from autogaze_jax.train import frozen_recon
 
+  labels.check_output(out_path)  # before any work
   lc = cfg.label
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
   recon = frozen_recon.load(cfg.recon, mesh, workdir=recon_workdir, weights=cfg.get("recon_weights", ""))

@@ -13,7 +13,6 @@ official stop-rule validation, §5.6). Writes metrics.jsonl, curve.png, report.j
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -21,7 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import AutoGaze, checkpointing, distributed, metrics, perceptual, plots
+from autogaze_jax import AutoGaze, checkpointing, distributed, metrics, perceptual, plots, storage
 from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
@@ -77,10 +76,9 @@ def train(cfg, workdir: str, progress: bool = True, source=None, held_out=None) 
   evaluation clips; default `pipeline.eval_clips(cfg.data, cfg.eval.num_clips, cfg.seed)`.
   """
   data = pipeline.for_training(cfg)
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   if distributed.is_main():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json(indent=2))
+    storage.write_text(os.path.join(workdir, "config.json"), cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   if cfg.batch_size % mesh.size:
     raise ValueError(f"grpo: batch_size={cfg.batch_size} clips must be a multiple of the {mesh.size} devices")
@@ -152,6 +150,5 @@ def _report(workdir: str, cfg, wall: float) -> dict:
     "gaze_checkpoint": os.path.join(workdir, "gaze_final"),
   }
   if distributed.is_main():
-    with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(report, f, indent=2)
+    storage.write_json(os.path.join(workdir, "report.json"), report)
   return report

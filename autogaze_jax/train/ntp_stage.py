@@ -10,14 +10,13 @@ are the validation split's (`pipeline.eval_clips`), the ones GRPO evaluates on.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import jax
 from flax import nnx
 
-from autogaze_jax import checkpointing, distributed, labels, metrics, plots
+from autogaze_jax import checkpointing, distributed, labels, metrics, plots, storage
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import pipeline
 from autogaze_jax.models.gaze import GazeModel
@@ -66,10 +65,9 @@ def train(cfg, workdir: str, source=None, recon=None, progress: bool = True) -> 
   if source is None:
     source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
   batches, slots = labelled_batches(cfg, source, vocab, k)
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   if distributed.is_main():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json(indent=2))
+    storage.write_text(os.path.join(workdir, "config.json"), cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   tx = ntp.make_optimizer(cfg.optimizer, cfg.steps)
   graphdef, state, shardings = state_lib.create(lambda: GazeModel(cfg.gaze, nnx.Rngs(cfg.seed)), tx, mesh)
@@ -124,6 +122,5 @@ def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
     "eval_final": pick(evals[-1]) if evals else None,
   }
   if distributed.is_main():
-    with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(report, f, indent=2)
+    storage.write_json(os.path.join(workdir, "report.json"), report)
   return report

@@ -98,10 +98,9 @@ def make_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frame
     with mesh_lib.use(mesh):
       ratio, loss, ids = jax.device_get(run(state, recon_state, held))
     if picture_dir and distributed.is_main():
-      os.makedirs(picture_dir, exist_ok=True)
       masks = [m[0] for m in vocab_lib.gazing_masks(np.asarray(ids)[None], recon.cfg.scales, vocab)]
-      visualize.gaze_picture(np.asarray(clips_u8[0]), masks, size=96).save(
-        os.path.join(picture_dir, f"gazes_step{step:06d}.png"))
+      visualize.save_picture(os.path.join(picture_dir, f"gazes_step{step:06d}.png"),
+                             visualize.gaze_picture(np.asarray(clips_u8[0]), masks, size=96))
     out = {prefix + "ratio_at_eps": float(ratio), prefix + "random_ratio_at_eps": random_ratio}
     out.update({f"{prefix}loss_at_{n / vocab:.3g}": float(x) for n, x in zip(budgets, loss)})
     return out

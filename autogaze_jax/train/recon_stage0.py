@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from autogaze_jax import distributed
+from autogaze_jax import distributed, storage
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import metrics, perceptual, plots, preprocessing, recon_config, reconstruction_task
 from autogaze_jax.data import pipeline
@@ -86,11 +86,10 @@ def eval_l1(graphdef, state, video_u8, ids, lens, frames):
 def train(cfg, workdir: str, progress: bool = True) -> dict:
   """Runs stage 0 and writes metrics.jsonl, curve.png, reconstructions.png, report.json."""
   recon_config.validate(cfg.model)
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   main = distributed.is_main()  # only process 0 writes files; every process returns the report
   if main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json(indent=2))
+    storage.write_text(os.path.join(workdir, "config.json"), cfg.to_json(indent=2))
   mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape))
   vocab, slots = vocab_and_slots(cfg)
   tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps)
@@ -137,7 +136,6 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
       last_pictures[r] = (np.asarray(pred), np.asarray(target))
     if main:  # the picture of every evaluation, pictures/reconstructions_step<N>.png
       r = cfg.eval.ratios[-1]
-      os.makedirs(os.path.join(workdir, "pictures"), exist_ok=True)
       plots.reconstructions(os.path.join(workdir, "pictures", f"reconstructions_step{i:06d}.png"),
                             last_pictures[r][1], last_pictures[r][0], f"step {i}: held-out clip, random gazes at ratio {r:g}")
     return out
@@ -165,6 +163,5 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
     "eval_l1_final": {k: evals[-1][k] for k in keys} if evals else None,
   }
   if main:
-    with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(report, f, indent=2)
+    storage.write_json(os.path.join(workdir, "report.json"), report)
   return report
