@@ -143,3 +143,18 @@ def test_remat_gives_the_same_loss_and_gradients():
   np.testing.assert_allclose(a, b, rtol=1e-6)
   for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+  def frozen(remat: bool):  # as GRPO scores rollouts: merged in the step, called in a per-clip vmap
+    cfg.remat = remat
+    with mesh_lib.use(mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])):
+      graph, state = nnx.split(Reconstructor(cfg, nnx.Rngs(3)))
+
+    @jax.jit
+    def losses(st):
+      model = nnx.merge(graph, st)
+      one = lambda v, i, n: reconstruction_task.evaluate(model, v[None], i[None], n[None], frames)["loss"]
+      return jax.vmap(one)(video, ids, lens)
+
+    return losses(state)
+
+  np.testing.assert_allclose(frozen(False), frozen(True), rtol=1e-6)

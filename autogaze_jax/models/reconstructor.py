@@ -56,9 +56,14 @@ def _block(layer, x, fid, kpad):
   return layer(x, fid, kpad)
 
 
-# Rematerialised block: only its input is kept for the backward pass and the rest is
-# recomputed, so activation memory per clip stops growing with depth (configs/recon.py large).
-_remat_block = nnx.remat(_block)
+def _remat_block(layer, x, fid, kpad):
+  """The block rematerialised: only its input is kept for the backward pass and the rest is
+  recomputed, so activation memory per clip stops growing with depth (configs/recon.py large).
+  A pure jax.checkpoint over the layer's split state, so it also runs where the module came
+  from an outer trace (the frozen reconstructor inside GRPO's per-clip vmap)."""
+  graphdef, state = nnx.split(layer)
+  run = jax.checkpoint(lambda st, x, fid, kpad: nnx.merge(graphdef, st)(x, fid, kpad))
+  return run(state, x, fid, kpad)
 
 
 class Reconstructor(nnx.Module):
