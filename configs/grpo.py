@@ -43,6 +43,10 @@ def get_config(arg: str = "tiny"):
     # every frame's gazes get direct credit)
     recon_sample_rate=pick(1.0, 0.125, 0.125),
     top_k=50, decode_segments=pick(1, 4, 4),
+    # Rollouts of each group per reconstructor pass and per policy-gradient pass (0 = all G at
+    # once). The chunks run one after another with summed gradients (the same step), so peak
+    # memory follows the chunk: official 1 is what fits 12 rollouts per chip (README, AOT).
+    group_chunk=pick(0, 0, 1),
   ))
   # Held-out evaluation (the same clips and ratio grid as configs/ntp.py): the gaze ratio at
   # which budget-only greedy gazes reach loss <= eps, and the official stop-rule

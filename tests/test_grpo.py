@@ -98,7 +98,7 @@ def _opt(lr=0.05):
                                         weight_decay=0.0, momentum=0.0, grad_clip=0.0))
 
 
-def _setup(mesh_shape, teacher=False):
+def _setup(mesh_shape, teacher=False, group_chunk=0):
   """A tiny gaze TrainState, a random frozen reconstructor (with a random SigLIP-layout
   perceptual teacher at weight 0.3 if `teacher`) and the jitted step on a mesh."""
   mesh = mesh_lib.make_mesh(mesh_shape, devices=jax.devices()[: int(np.prod(mesh_shape))])
@@ -110,7 +110,8 @@ def _setup(mesh_shape, teacher=False):
   with mesh_lib.use(mesh):
     recon_def, recon_state = nnx.split(frozen_recon.Scorer(Reconstructor(rcfg, nnx.Rngs(1)), terms))
   recon_state = jax.device_put(recon_state, mesh_lib.replicated(mesh))
-  rspec = grpo_rollout.make_spec(V, K, group_size=G, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.5)
+  rspec = grpo_rollout.make_spec(V, K, group_size=G, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.5,
+                                 group_chunk=group_chunk)
   spec = grpo_step.StepSpec(rspec, gamma=0.995, temp_start=3.0, temp_end=0.3, total_steps=10)
   step = grpo_step.make_step(graphdef, shardings, mesh, recon_def, spec)
   clips = np.stack([sample_video.make_clip(T, 64, s) for s in range(B)])
@@ -160,6 +161,23 @@ def test_sharded_step_equals_single_device(single):
       np.testing.assert_allclose(ma[k], mb[k], rtol=2e-3, atol=1e-5, err_msg=k)
   for x, y in zip(jax.tree.leaves(_params(a_state)), jax.tree.leaves(_params(b_state))):
     np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow  # a second compile of the step
+def test_group_scored_a_chunk_at_a_time_equals_one_pass(single):
+  """grpo.group_chunk=1: rewards and policy gradients one rollout of each clip at a time (on a
+  2-device mesh), summed; the same step as the whole group in one pass."""
+  a_state, a_rows = _run(single, 2, state=jax.tree.map(jnp.copy, single[1]))
+  b_state, b_rows = _run(_setup((2, 1), group_chunk=1), 2)
+  for ma, mb in zip(a_rows, b_rows):
+    for k in ("reward_mean", "reward_vs_random", "loss", "grpo_loss", "task_loss_prediction_loss", "grad_norm",
+              "gaze_ratio"):
+      np.testing.assert_allclose(ma[k], mb[k], rtol=2e-3, atol=1e-5, err_msg=k)
+  for x, y in zip(jax.tree.leaves(_params(a_state)), jax.tree.leaves(_params(b_state))):
+    np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+  with pytest.raises(ValueError, match="grpo.group_chunk: 3 must be 0"):
+    grpo_rollout.make_spec(V, K, group_size=4, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.5,
+                           group_chunk=3)
 
 
 def test_nan_guard_skips_the_update_and_names_the_quantity(single):

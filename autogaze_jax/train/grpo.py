@@ -45,18 +45,21 @@ def discounted_advantages(adv_nr, real_nl, traj_len_nr, gamma: float):
   return jnp.sum(adv_nr[:, :, None] * weight, axis=1)
 
 
-def policy_loss(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl):
+def policy_loss(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom=None, rows=None):
   """REINFORCE with the group baseline plus the task-loss head regression (§5.4).
 
   grpo(n) = -sum_j exp(logp - sg(logp)) * adv (value: -sum adv, gradient: -sum adv * dlogp),
   tlp(n) = sum_j tm * (pred - target)^2 / (sum tm / N + 1e-6), tm = target_mask * real;
   per-trajectory sums, no clipping, KL or length normalisation. Returns
-  (mean(grpo + tlp), mean(grpo), mean(tlp)).
+  (mean(grpo + tlp), mean(grpo), mean(tlp)). For a chunk of the rollouts, pass the whole
+  batch's `denom` and row count `rows`: the chunks' results then sum to the whole batch's.
   """
   real = real_nl.astype(jnp.float32)
   ratio = jnp.exp(logp_nl - jax.lax.stop_gradient(logp_nl))
   grpo = -jnp.sum(ratio * adv_nl * real, axis=-1)
   tm = target_mask_nl * real
-  denom = tm.sum() / tm.shape[0] + 1e-6
+  if denom is None:
+    denom = tm.sum() / tm.shape[0] + 1e-6
+  rows = tm.shape[0] if rows is None else rows
   tlp = jnp.sum(tm * jnp.square(pred_nl - target_nl), axis=-1) / denom
-  return jnp.mean(grpo + tlp), jnp.mean(grpo), jnp.mean(tlp)
+  return jnp.sum(grpo + tlp) / rows, jnp.sum(grpo) / rows, jnp.sum(tlp) / rows

@@ -40,19 +40,28 @@ class RolloutSpec:
   top_k: int = 50
   segments: int = 1
   fixed_budget: bool = False  # every frame gets pilot_cap, no pilot rollout
+  # Rollouts of a group per reconstructor pass and per policy-gradient pass (0 = the whole
+  # group at once): the passes run one after another, so peak memory follows the chunk, not G.
+  group_chunk: int = 0
+
+  @property
+  def chunk(self) -> int:
+    return min(self.group_chunk or self.group_size, self.group_size)
 
 
 def make_spec(vocab: int, k: int, *, group_size: int, pilot_ratio: float, eps_range,
               recon_sample_rate: float, top_k: int = 50, segments: int = 1,
-              fixed_budget: bool = False) -> RolloutSpec:
+              fixed_budget: bool = False, group_chunk: int = 0) -> RolloutSpec:
   if group_size < 2:
     raise ValueError(f"grpo.group_size: need at least 2 rollouts per clip for a baseline, got {group_size}")
+  if group_chunk < 0 or (group_chunk and group_size % group_chunk):
+    raise ValueError(f"grpo.group_chunk: {group_chunk} must be 0 (whole group) or divide group_size={group_size}")
   lo, hi = (float(e) for e in eps_range)
   if not lo <= hi:
     raise ValueError(f"grpo.eps_range: need min <= max, got ({lo}, {hi})")
   cap = int(vocab_lib.budgets_from_ratio(pilot_ratio, 1, vocab)[0])
   return RolloutSpec(group_size, cap, vocab_lib.slots_per_frame(cap, k), lo, hi,
-                     float(recon_sample_rate), top_k, segments, bool(fixed_budget))
+                     float(recon_sample_rate), top_k, segments, bool(fixed_budget), int(group_chunk))
 
 
 def per_clip(fn, *args):
@@ -138,15 +147,20 @@ def rewards(recon, video, ids_bgts, lens_bgt, key, spec: RolloutSpec, perceptual
   Returns reward / loss (B, G, R), frames (B, R), task-loss targets and mask (B, G, T, S),
   gaze ratio (B,) = real gazes / (G * T * V).
   """
-  g = spec.group_size
+  g, c = spec.group_size, spec.chunk
 
   def one(clip, ids, lens, key):
     frames = reconstruction_task.sample_frames(key, clip.shape[0], spec.recon_sample_rate)
-    rows = jnp.broadcast_to(clip[None], (g,) + clip.shape)
-    out = reconstruction_task.evaluate(recon, rows, ids, lens, frames, perceptual=perceptual)
-    return {"reward": out["reward"], "loss": out["loss_each_frame"], "frames": frames,
-            "targets": out["task_losses"], "target_mask": out["task_losses_mask"],
-            "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}
+
+    def part(ids_lens):  # c rollouts of the group in one reconstructor pass
+      rows = jnp.broadcast_to(clip[None], (c,) + clip.shape)
+      out = reconstruction_task.evaluate(recon, rows, *ids_lens, frames, perceptual=perceptual)
+      return {"reward": out["reward"], "loss": out["loss_each_frame"], "targets": out["task_losses"],
+              "target_mask": out["task_losses_mask"], "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}
+
+    parts = jax.lax.map(part, (ids.reshape((g // c, c) + ids.shape[1:]), lens.reshape((g // c, c) + lens.shape[1:])))
+    out = {k: v.reshape((g,) + v.shape[2:]) for k, v in parts.items() if k != "gaze_ratio"}
+    return dict(out, frames=frames, gaze_ratio=parts["gaze_ratio"].mean())
 
   out = per_clip(one, video, ids_bgts, lens_bgt, per_clip_keys(key, video.shape[0]))
   return jax.tree.map(jax.lax.stop_gradient, out)

@@ -45,6 +45,44 @@ def _advantages(rew, ids, lens, vocab: int, gamma: float):
   return real, grpo.discounted_advantages(a, real, traj, gamma)
 
 
+def _policy_gradient(model, video, g: int, c: int, per_row):
+  """Loss parts and gradients of the policy loss over the B * G rollouts, scored c rollouts of
+  every clip at a time (a scan over G / c chunks summing gradients; equal to one pass).
+
+  per_row: (ids, lens, advantages, real, targets, target mask), rows b * G + g.
+  Returns (loss, grpo part, tlp part, grads, logp (N, T*S), pred (N, T*S))."""
+  b, parts = video.shape[0], g // c
+  n = b * g
+  ids, lens, adv, real, target, tmask = per_row
+  denom = jnp.sum(tmask * real) / n + 1e-6  # the whole batch's, as one pass would use
+  rows = grpo.repeat_groups(video, c)  # every chunk scores the same clips
+  model_graph, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def split(x):  # (N, ...) -> (G / c, B * c, ...): chunk j holds rollouts j*c .. j*c+c-1 of every clip
+    x = x.reshape((b, parts, c) + x.shape[1:])
+    return jnp.moveaxis(x, 1, 0).reshape((parts, b * c) + x.shape[3:])
+
+  def unsplit(x):
+    x = x.reshape((parts, b, c) + x.shape[2:])
+    return jnp.moveaxis(x, 0, 1).reshape((n,) + x.shape[3:])
+
+  def loss_fn(p, chunk):
+    ids_c, lens_c, adv_c, real_c, target_c, tmask_c = chunk
+    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids_c, lens_c)
+    logp, pred = logp.reshape(b * c, -1), pred.reshape(b * c, -1)
+    loss, pg, tl = grpo.policy_loss(logp, pred, adv_c, real_c, target_c, tmask_c, denom=denom, rows=n)
+    return loss, (pg, tl, logp, pred)
+
+  def accumulate(acc, chunk):
+    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, chunk)
+    return jax.tree.map(jnp.add, acc, (loss, pg, tl, grads)), (logp, pred)
+
+  zero = jnp.zeros((), jnp.float32)
+  start = (zero, zero, zero, jax.tree.map(jnp.zeros_like, params))
+  (loss, pg, tl, grads), (logp, pred) = jax.lax.scan(accumulate, start, tuple(split(x) for x in per_row))
+  return loss, pg, tl, grads, unsplit(logp), unsplit(pred)
+
+
 def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: StepSpec):
   old = jax.tree.map(lambda x: x, state)
   ts = nnx.merge(graphdef, state)
@@ -62,17 +100,9 @@ def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: 
   n = b * g
   ids, lens = roll["ids"].reshape(n, t, s), roll["lens"].reshape(n, t)
   real, adv = _advantages(rew, roll["ids"], roll["lens"], vocab, spec.gamma)
-  rows = grpo.repeat_groups(video, g)
   target, tmask = rew["targets"].reshape(n, -1), rew["target_mask"].reshape(n, -1)
-  model_graph, params, rest = nnx.split(ts.model, nnx.Param, ...)
-
-  def loss_fn(p):
-    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids, lens)
-    logp, pred = logp.reshape(n, -1), pred.reshape(n, -1)
-    loss, pg, tl = grpo.policy_loss(logp, pred, adv, real, target, tmask)
-    return loss, (pg, tl, logp, pred)
-
-  (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  loss, pg, tl, grads, logp, pred = _policy_gradient(ts.model, video, g, spec.rollout.chunk,
+                                                     (ids, lens, adv, real, target, tmask))
   ts.opt.update(ts.model, grads)
   grad_norm = optax.global_norm(grads)
   watched = [rew["reward"], adv, jnp.where(real, logp, 0.0), jnp.where(real, pred, 0.0), pg, tl, grad_norm]
