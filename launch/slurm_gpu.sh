@@ -27,9 +27,10 @@ submit() {
   [ -n "${PARTITION:-}" ] && opts+=(--partition "$PARTITION")
   [ -n "${ACCOUNT:-}" ] && opts+=(--account "$ACCOUNT")
   mkdir -p runs/slurm
-  local args
+  local args exe
   args=$(printf '%q ' "$@")
-  sbatch "${opts[@]}" --wrap "srun --kill-on-bad-exit=1 $(printf '%q' "$PWD/$VENV/bin/autogaze-jax") $args--multihost"
+  exe=$(cd "$VENV/bin" && pwd)/autogaze-jax  # absolute, whether VENV is relative or not
+  sbatch "${opts[@]}" --wrap "srun --kill-on-bad-exit=1 $(printf '%q' "$exe") $args--multihost"
 }
 
 cmd=${1:?usage: slurm_gpu.sh setup|submit [COMMAND ARGS...]}
