@@ -309,23 +309,35 @@ def test_labels_join_on_the_last_three_path_components(folder, tmp_path):
     pipeline.labelled(cfg, src, vocab, k=3)
 
 
-def test_the_iterator_position_is_saved_and_restored_with_the_training_state(tmp_path):
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_the_iterator_position_is_saved_and_restored_with_the_training_state(where, tmp_path, monkeypatch, request):
   import jax.numpy as jnp
 
-  from autogaze_jax import checkpointing
+  from autogaze_jax import checkpointing, storage
 
+  monkeypatch.chdir(tmp_path)
+  workdir = f"{request.getfixturevalue('gcs_bucket')}/iterator" if where == "gs" else str(tmp_path / "run")
   cfg = _cfg(source="synthetic", synthetic_count=20, clip_len=2, image_size=32)
   make = lambda: iter(pipeline.make_dataset(cfg, pipeline.make_source(cfg), batch_size=2, seed=0))
   it = make()
   _take(it, 3)
-  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), interval=1)
+  ckpt = checkpointing.TrainCheckpoints(workdir, interval=1)
   state = {"w": jnp.arange(4.0)}
   ckpt.save(3, state, data_iterator=it)
   expected = [b["index"].tolist() for b in _take(it, 2)]
   ckpt.close()
-  ckpt = checkpointing.TrainCheckpoints(str(tmp_path), interval=1)
+  ckpt = checkpointing.TrainCheckpoints(workdir, interval=1)
   fresh = make()
   restored = ckpt.restore(3, checkpointing.abstract_like(state), data_iterator=fresh)
   assert [b["index"].tolist() for b in _take(fresh, 2)] == expected
   np.testing.assert_array_equal(restored["w"], state["w"])
+  # The same position as if 2 processes had written it: mapped onto this 1 process.
+  data_dir = f"{workdir}/ckpt/3/data"
+  storage.path(f"{data_dir}/process_0-of-1.json").unlink()
+  for pi in range(2):
+    storage.write_json(f"{data_dir}/process_{pi}-of-2.json", {"next_index": 3})
+  again = make()
+  ckpt.restore(3, checkpointing.abstract_like(state), data_iterator=again)
+  assert [b["index"].tolist() for b in _take(again, 2)] == expected
   ckpt.close()
+  assert not (tmp_path / "gs:").exists()
