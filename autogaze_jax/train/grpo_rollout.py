@@ -158,7 +158,10 @@ def rewards(recon, video, ids_bgts, lens_bgt, key, spec: RolloutSpec, perceptual
       return {"reward": out["reward"], "loss": out["loss_each_frame"], "targets": out["task_losses"],
               "target_mask": out["task_losses_mask"], "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}
 
-    parts = jax.lax.map(part, (ids.reshape((g // c, c) + ids.shape[1:]), lens.reshape((g // c, c) + lens.shape[1:])))
+    if c == g:  # one pass: no loop around it
+      parts = jax.tree.map(lambda x: x[None], part((ids, lens)))
+    else:
+      parts = jax.lax.map(part, (ids.reshape((g // c, c) + ids.shape[1:]), lens.reshape((g // c, c) + lens.shape[1:])))
     out = {k: v.reshape((g,) + v.shape[2:]) for k, v in parts.items() if k != "gaze_ratio"}
     return dict(out, frames=frames, gaze_ratio=parts["gaze_ratio"].mean())
 

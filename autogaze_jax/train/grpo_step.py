@@ -77,6 +77,9 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
     (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, chunk)
     return jax.tree.map(jnp.add, acc, (loss, pg, tl, grads)), (logp, pred)
 
+  if parts == 1:  # one pass: no loop around it
+    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, per_row)
+    return loss, pg, tl, grads, logp, pred
   zero = jnp.zeros((), jnp.float32)
   start = (zero, zero, zero, jax.tree.map(jnp.zeros_like, params))
   (loss, pg, tl, grads), (logp, pred) = jax.lax.scan(accumulate, start, tuple(split(x) for x in per_row))
