@@ -106,11 +106,11 @@ def write(path: str, labels: dict) -> None:
           "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
     for key, e in labels.items()
   }
-  storage.makedirs(storage.path(path).parent)
   if path.endswith(RECORD_SUFFIX):
     from array_record.python import array_record_module as arm
 
     check_output(path)
+    storage.makedirs(storage.path(path).parent)  # storage.write_text makes them for JSON
     writer = arm.ArrayRecordWriter(path, "group_size:1")
     for key, entry in out.items():
       writer.write(json.dumps({"key": key, **entry}).encode())

@@ -58,6 +58,17 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
   rows = grpo.repeat_groups(video, c)  # every chunk scores the same clips
   model_graph, params, rest = nnx.split(model, nnx.Param, ...)
 
+  def loss_fn(p, chunk):
+    ids_c, lens_c, adv_c, real_c, target_c, tmask_c = chunk
+    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids_c, lens_c)
+    logp, pred = logp.reshape(b * c, -1), pred.reshape(b * c, -1)
+    loss, pg, tl = grpo.policy_loss(logp, pred, adv_c, real_c, target_c, tmask_c, denom=denom, rows=n)
+    return loss, (pg, tl, logp, pred)
+
+  if parts == 1:  # one pass: no loop around it
+    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, per_row)
+    return loss, pg, tl, grads, logp, pred
+
   def split(x):  # (N, ...) -> (G / c, B * c, ...): chunk j holds rollouts j*c .. j*c+c-1 of every clip
     x = x.reshape((b, parts, c) + x.shape[1:])
     return jnp.moveaxis(x, 1, 0).reshape((parts, b * c) + x.shape[3:])
@@ -66,20 +77,10 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
     x = x.reshape((parts, b, c) + x.shape[2:])
     return jnp.moveaxis(x, 0, 1).reshape((n,) + x.shape[3:])
 
-  def loss_fn(p, chunk):
-    ids_c, lens_c, adv_c, real_c, target_c, tmask_c = chunk
-    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids_c, lens_c)
-    logp, pred = logp.reshape(b * c, -1), pred.reshape(b * c, -1)
-    loss, pg, tl = grpo.policy_loss(logp, pred, adv_c, real_c, target_c, tmask_c, denom=denom, rows=n)
-    return loss, (pg, tl, logp, pred)
-
   def accumulate(acc, chunk):
     (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, chunk)
     return jax.tree.map(jnp.add, acc, (loss, pg, tl, grads)), (logp, pred)
 
-  if parts == 1:  # one pass: no loop around it
-    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, per_row)
-    return loss, pg, tl, grads, logp, pred
   zero = jnp.zeros((), jnp.float32)
   start = (zero, zero, zero, jax.tree.map(jnp.zeros_like, params))
   (loss, pg, tl, grads), (logp, pred) = jax.lax.scan(accumulate, start, tuple(split(x) for x in per_row))
