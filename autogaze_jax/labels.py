@@ -1,4 +1,4 @@
-"""NTP labels: the official `gazing_labels.json` format (TRAINING.md §6.1) and its conversion
+"""NTP labels: the official `gazing_labels.json` format (docs/design.md, NTP) and its conversion
 to fixed-shape training arrays.
 
 A labels file is one JSON object `{video path: {"gazing_pos": T lists of GLOBAL ids
@@ -11,9 +11,12 @@ and read by the same functions (chosen by the file name), can be sharded (one fi
 labelling host, read back through a glob) and are read record by record instead of as one
 JSON document.
 
-Arrays (§6.2 semantics with a static cap, §11.4): per clip, local ids (T, G) with PAD = V,
-the number of real gazes per frame (T,), and task-loss targets (T, G) padded with the
-frame's last value. G is one static cap for every frame, a multiple of K, so one compile
+A frame's list may hold the pad -1 between real gazes, as the official collate reads it (the
+pad keeps its slot; its task loss is ignored).
+
+Arrays (the official collate's semantics with a static cap): per clip, local ids (T, G) with PAD = V,
+the number of slots per frame (T,) (the list's length, pads included), and task-loss targets
+(T, G) padded with the frame's last value. G is one static cap for every frame, a multiple of K, so one compile
 serves every batch; padding is masked everywhere, so it changes no loss.
 """
 
@@ -25,6 +28,10 @@ import math
 import numpy as np
 
 from autogaze_jax import storage
+
+# A pad inside a frame's list (official collate: `if_padded = gazing_pos == -1`): the slot
+# exists, keeps its place in the frame's blocks of K, and is masked out of every loss.
+PAD_ID = -1
 
 
 def key_of(path: str) -> str:
@@ -141,13 +148,16 @@ def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:
     if len(ids) != len(ls):
       raise ValueError(f"labels[{key!r}]: frame {t} has {len(ids)} gazes but {len(ls)} task_losses")
     lo, hi = t * vocab, (t + 1) * vocab
-    bad = [g for g in ids if not (isinstance(g, (int, np.integer)) and lo <= g < hi)]
+    bad = [g for g in ids if not (isinstance(g, (int, np.integer)) and (lo <= g < hi or g == PAD_ID))]
     if bad:
       raise ValueError(
-        f"labels[{key!r}]: frame {t} holds {bad[0]!r}, not a global id in [{lo}, {hi}) "
+        f"labels[{key!r}]: frame {t} holds {bad[0]!r}, not a global id in [{lo}, {hi}) or the pad {PAD_ID} "
         f"(gazing_pos must be global ids t * {vocab} + local)"
       )
-    if len(set(ids)) != len(ids):
+    real = [g for g in ids if g != PAD_ID]
+    if not real:
+      raise ValueError(f"labels[{key!r}]: frame {t} has only pads (every frame needs a real gaze)")
+    if len(set(real)) != len(real):
       raise ValueError(f"labels[{key!r}]: frame {t} repeats a gaze")
     if not all(np.isfinite(float(x)) for x in ls):
       raise ValueError(f"labels[{key!r}]: frame {t} has a non-finite task loss")
@@ -170,7 +180,8 @@ def to_arrays(entry, vocab: int, slots: int, key: str = "?"):
     n = len(pos)
     if n > slots:
       raise ValueError(f"labels[{key!r}]: frame {t} has {n} gazes, more than the {slots} slots per frame")
-    ids[t, :n] = np.asarray(pos, np.int64) - t * vocab
+    pos = np.asarray(pos, np.int64)
+    ids[t, :n] = np.where(pos == PAD_ID, vocab, pos - t * vocab)
     lens[t] = n
     targets[t, :n] = ls
     targets[t, n:] = ls[-1]
@@ -194,6 +205,7 @@ def from_arrays(ids_tg, lens_t, losses_tg, vocab: int) -> dict:
   """The inverse of `to_arrays`: one clip's official entry with global ids."""
   ids, lens, losses = np.asarray(ids_tg), np.asarray(lens_t), np.asarray(losses_tg)
   return {
-    "gazing_pos": [[int(g) + t * vocab for g in ids[t, : lens[t]]] for t in range(ids.shape[0])],
+    "gazing_pos": [[PAD_ID if g == vocab else int(g) + t * vocab for g in ids[t, : lens[t]]]
+                   for t in range(ids.shape[0])],
     "task_losses": [[float(x) for x in losses[t, : lens[t]]] for t in range(ids.shape[0])],
   }

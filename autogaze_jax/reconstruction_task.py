@@ -36,7 +36,7 @@ def task_loss_targets(ids_btg, frame_idx_r, loss_br, vocab: int):
   For a reconstructed frame, mask[j] = pad[j + 1] (the last slot gets 1): the last real gaze
   before each PAD run, in particular the frame's last real gaze, regresses to the frame loss.
   """
-  b, t, g = ids_btg.shape
+  b, t, _ = ids_btg.shape
   pad = ids_btg == vocab
   nxt = jnp.concatenate([pad[..., 1:], jnp.ones((b, t, 1), bool)], -1)
   chosen = jnp.zeros((t,), bool).at[frame_idx_r].set(True)
@@ -61,17 +61,20 @@ def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
     target = bicubic.resize_bicubic(target, (size, size))
   loss = jnp.mean(jnp.abs(pred.astype(jnp.float32) - target), axis=(2, 3, 4))  # (B, R)
   l1 = loss
+  terms = []  # each teacher's unweighted feature MSE (B, R)
   for weight, fn in perceptual:
     r = pred.shape[1]
     fp = fn(pred.reshape(b * r, *pred.shape[2:]))
     ft = fn(target.reshape(b * r, *target.shape[2:]))
-    loss = loss + weight * jnp.mean(jnp.square(fp - ft), axis=tuple(range(1, fp.ndim))).reshape(b, r)
+    terms.append(jnp.mean(jnp.square(fp - ft), axis=tuple(range(1, fp.ndim))).reshape(b, r))
+    loss = loss + weight * terms[-1]
   targets, mask = task_loss_targets(ids_btg, frame_idx_r, jax.lax.stop_gradient(loss), vocab)
   real = ids_btg != vocab
   n_t = lens_bt.max(axis=0)
   return {
     "loss_each_frame": loss,
     "l1_each_frame": l1,
+    "perceptual_each_frame": jnp.stack(terms, -1) if terms else jnp.zeros(l1.shape + (0,), l1.dtype),
     "loss": loss.mean(-1),
     "reward": -jax.lax.stop_gradient(loss),
     "traj_len_each_reward": jnp.cumsum(n_t)[frame_idx_r],

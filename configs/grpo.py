@@ -42,6 +42,9 @@ def get_config(arg: str = "tiny"):
     # R = int(T * rate) rewarded frames per clip; tiny rewards every frame (cheap at 64 px, and
     # every frame's gazes get direct credit)
     recon_sample_rate=pick(1.0, 0.125, 0.125),
+    # One ε and one set of rewarded frames per step for every clip (official) or a draw per
+    # clip (ours: the clips of a step then cover more thresholds and frames)
+    shared_draws=pick(False, False, True),
     top_k=50, decode_segments=pick(1, 4, 4),
     # Rollouts of each group per reconstructor pass and per policy-gradient pass (0 = all G at
     # once). The chunks run one after another with summed gradients (the same step), so peak

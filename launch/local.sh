@@ -88,8 +88,8 @@ case "$cmd" in
   # PYTEST_WORKERS test files run at once (pytest-xdist; 0 = one process). Most of the suite's
   # time is XLA compiling, one core per compile, so 2 workers on 2 cores take ~40% less time.
   test)
-    if [ "${PYTEST_WORKERS:-2}" = 0 ]; then exec "$VENV/bin/python" -m pytest -q tests "$@"; fi
-    exec "$VENV/bin/python" -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile tests "$@" ;;
+    if [ "${PYTEST_WORKERS:-2}" = 0 ]; then exec "$VENV/bin/python" -m pytest -q -rs tests "$@"; fi
+    exec "$VENV/bin/python" -m pytest -q -rs -n "${PYTEST_WORKERS:-2}" --dist loadfile tests "$@" ;;
   multiprocess) multiprocess "$@" ;;
   *) exec "$VENV/bin/autogaze-jax" "$cmd" "$@" ;;
 esac

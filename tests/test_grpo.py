@@ -64,6 +64,21 @@ def test_policy_loss_equals_direct_computation():
   np.testing.assert_allclose(grad, -np.asarray(adv) * r / n, rtol=1e-6)
 
 
+def test_shared_draws_give_every_clip_the_same_eps_and_frames():
+  key = jax.random.key(4)
+  for shared in (False, True):
+    spec = grpo_rollout.make_spec(V, K, group_size=2, pilot_ratio=0.75, eps_range=(0.5, 1.0), recon_sample_rate=0.25,
+                                  shared_draws=shared)
+    eps = np.asarray(grpo_rollout.draw_eps(key, 8, spec))
+    frames = np.asarray(grpo_rollout.reward_frames(key, 8, 16, spec.recon_sample_rate, spec.shared_draws))
+    assert frames.shape == (8, 4) and all(len(set(row)) == 4 for row in frames.tolist())
+    assert 0.5 <= eps.min() and eps.max() <= 1.0
+    if shared:
+      assert len(set(eps.tolist())) == 1 and (frames == frames[:1]).all()
+    else:
+      assert len(set(eps.tolist())) == 8 and len({tuple(r) for r in frames.tolist()}) > 1
+
+
 def test_temperature_schedule():
   taus = [float(grpo.temperature(s, 3.0, 0.3, 100)) for s in (0, 50, 100)]
   np.testing.assert_allclose(taus, [3.0, 3.0 * 0.1**0.5, 0.3], rtol=1e-6)

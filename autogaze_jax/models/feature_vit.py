@@ -18,7 +18,6 @@ from autogaze_jax import weight_mapping as wm
 from autogaze_jax.models.patches import patchify
 from autogaze_jax.models.vit_blocks import ViTBlock, _linear
 
-
 # (hidden, layers, heads, mlp) of each size; the same for both families.
 _WIDTHS = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}
 
@@ -37,6 +36,34 @@ def dinov2_reg_config(size: str = "base") -> ml_collections.ConfigDict:
 def siglip2_config(size: str = "base") -> ml_collections.ConfigDict:
   return _config(size, kind="siglip2", patch=16, approximate_gelu=True, layer_scale=False, cls=False,
                  registers=0, pos_grid=14, pos_antialias=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+_GELU_APPROXIMATE = {"gelu": False, "gelu_pytorch_tanh": True, "gelu_new": True}
+
+
+def config_from_hf(hf: dict) -> ml_collections.ConfigDict:
+  """A teacher config from a transformers config dict (its `config.json`):
+  `dinov2_with_registers` or `siglip_vision_model` (the class the official loss loads its
+  SigLIP2 teacher into). Sizes, eps, activation and the position grid come from the dict."""
+  kind = hf.get("model_type")
+  if kind not in ("dinov2_with_registers", "siglip_vision_model"):
+    raise ValueError(f"teacher config: model_type {kind!r} is not 'dinov2_with_registers' or 'siglip_vision_model'")
+  act = hf.get("hidden_act", "gelu")
+  if act not in _GELU_APPROXIMATE:
+    raise ValueError(f"teacher config: hidden_act {act!r} is not one of {sorted(_GELU_APPROXIMATE)}")
+  try:
+    base = dinov2_reg_config() if kind == "dinov2_with_registers" else siglip2_config()
+    d = int(hf["hidden_size"])
+    mlp = int(hf["intermediate_size"]) if "intermediate_size" in hf else int(d * hf["mlp_ratio"])
+    base.update(dict(hidden=d, layers=int(hf["num_hidden_layers"]), heads=int(hf["num_attention_heads"]),
+                     mlp=mlp, eps=float(hf["layer_norm_eps"]), patch=int(hf["patch_size"]),
+                     pos_grid=int(hf["image_size"]) // int(hf["patch_size"]),
+                     approximate_gelu=_GELU_APPROXIMATE[act]))
+    if kind == "dinov2_with_registers":
+      base.registers = int(hf.get("num_register_tokens", 4))
+  except KeyError as e:
+    raise ValueError(f"teacher config: missing field {e}") from None
+  return base
 
 
 class FeatureViT(nnx.Module):

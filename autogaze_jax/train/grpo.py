@@ -1,4 +1,4 @@
-"""GRPO arithmetic (TRAINING.md §5): groups, the sampling-temperature schedule, discounted
+"""GRPO arithmetic (docs/design.md, GRPO): groups, the sampling-temperature schedule, discounted
 group-mean advantages with the official code semantics, and the REINFORCE policy loss.
 
 Layout: a step's B clips are each repeated G times, clip-major (row = b * G + g; the
@@ -20,18 +20,18 @@ def repeat_groups(x, group_size: int):
 
 
 def temperature(step, start: float, end: float, total_steps: int):
-  """Exponential decay start * (end / start) ** (step / total_steps) (§5.5)."""
+  """Exponential decay start * (end / start) ** (step / total_steps), the official schedule."""
   frac = jnp.asarray(step, jnp.float32) / jnp.float32(max(total_steps, 1))
   return jnp.float32(start) * (jnp.float32(end) / jnp.float32(start)) ** frac
 
 
 def group_centered(reward_bgr):
-  """A = r - mean over the group of the same clip, NO division by the std (§5.3)."""
+  """A = r - mean over the group of the same clip, NO division by the std."""
   return reward_bgr - reward_bgr.mean(axis=1, keepdims=True)
 
 
 def discounted_advantages(adv_nr, real_nl, traj_len_nr, gamma: float):
-  """Per-slot advantages (N, L) from per-reward advantages (N, R) (§5.3, exact semantics).
+  """Per-slot advantages (N, L) from per-reward advantages (N, R) (the official code's exact semantics).
 
   real (N, L) bool marks real slots; traj_len (N, R) is the slot index just after the
   rewarded frame. For j < L_r and real: adv_r[j] = A_r * gamma ** d, d = (real slots in
@@ -45,14 +45,13 @@ def discounted_advantages(adv_nr, real_nl, traj_len_nr, gamma: float):
   return jnp.sum(adv_nr[:, :, None] * weight, axis=1)
 
 
-def policy_loss(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom=None, rows=None):
-  """REINFORCE with the group baseline plus the task-loss head regression (§5.4).
+def rollout_losses(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom=None):
+  """Per-rollout loss parts (N,) each (docs/design.md, GRPO), no mean over rollouts:
 
   grpo(n) = -sum_j exp(logp - sg(logp)) * adv (value: -sum adv, gradient: -sum adv * dlogp),
-  tlp(n) = sum_j tm * (pred - target)^2 / (sum tm / N + 1e-6), tm = target_mask * real;
-  per-trajectory sums, no clipping, KL or length normalisation. Returns
-  (mean(grpo + tlp), mean(grpo), mean(tlp)). For a chunk of the rollouts, pass the whole
-  batch's `denom` and row count `rows`: the chunks' results then sum to the whole batch's.
+  tlp(n) = sum_j tm * (pred - target)^2 / denom, tm = target_mask * real, denom = sum tm / N
+  + 1e-6 (one normaliser for the whole batch; pass the whole batch's when given a chunk).
+  Per-trajectory sums: no clipping, KL or length normalisation.
   """
   real = real_nl.astype(jnp.float32)
   ratio = jnp.exp(logp_nl - jax.lax.stop_gradient(logp_nl))
@@ -60,6 +59,16 @@ def policy_loss(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, de
   tm = target_mask_nl * real
   if denom is None:
     denom = tm.sum() / tm.shape[0] + 1e-6
-  rows = tm.shape[0] if rows is None else rows
   tlp = jnp.sum(tm * jnp.square(pred_nl - target_nl), axis=-1) / denom
+  return grpo, tlp
+
+
+def policy_loss(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom=None, rows=None):
+  """REINFORCE with the group baseline plus the task-loss head regression: the
+  `rollout_losses` averaged over rollouts. Returns (mean(grpo + tlp), mean(grpo), mean(tlp)).
+  For a chunk of the rollouts, pass the whole batch's `denom` and row count `rows`: the
+  chunks' results then sum to the whole batch's.
+  """
+  grpo, tlp = rollout_losses(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom)
+  rows = grpo.shape[0] if rows is None else rows
   return jnp.sum(grpo + tlp) / rows, jnp.sum(grpo) / rows, jnp.sum(tlp) / rows

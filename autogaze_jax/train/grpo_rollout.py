@@ -1,8 +1,8 @@
-"""GRPO rollouts and their rewards (TRAINING.md §5.2, §2.2-§2.3), all under stop-gradient.
+"""GRPO rollouts and their rewards (docs/design.md, GRPO), all under stop-gradient.
 
 Per clip (the official setup runs one clip per GPU and micro-batch; here a step's B clips
 are independent in the same way):
-1. ε ~ U[eps_min, eps_max] for the clip;
+1. ε ~ U[eps_min, eps_max] for the clip (or one ε for the step with `shared_draws`, as officially);
 2. a pilot rollout samples at temperature τ with the per-frame cap int(pilot_ratio * V)
    and the task-loss stop rule at ε; its real gazes per frame c_t are the group's budgets;
 3. G rollouts sample at τ with budgets c_t and no stop rule, so every member of a group
@@ -43,6 +43,8 @@ class RolloutSpec:
   # Rollouts of a group per reconstructor pass and per policy-gradient pass (0 = the whole
   # group at once): the passes run one after another, so peak memory follows the chunk, not G.
   group_chunk: int = 0
+  # One ε and one set of rewarded frames for the whole step (official) instead of a draw per clip.
+  shared_draws: bool = False
 
   @property
   def chunk(self) -> int:
@@ -51,7 +53,7 @@ class RolloutSpec:
 
 def make_spec(vocab: int, k: int, *, group_size: int, pilot_ratio: float, eps_range,
               recon_sample_rate: float, top_k: int = 50, segments: int = 1,
-              fixed_budget: bool = False, group_chunk: int = 0) -> RolloutSpec:
+              fixed_budget: bool = False, group_chunk: int = 0, shared_draws: bool = False) -> RolloutSpec:
   if group_size < 2:
     raise ValueError(f"grpo.group_size: need at least 2 rollouts per clip for a baseline, got {group_size}")
   if group_chunk < 0 or (group_chunk and group_size % group_chunk):
@@ -61,7 +63,8 @@ def make_spec(vocab: int, k: int, *, group_size: int, pilot_ratio: float, eps_ra
     raise ValueError(f"grpo.eps_range: need min <= max, got ({lo}, {hi})")
   cap = int(vocab_lib.budgets_from_ratio(pilot_ratio, 1, vocab)[0])
   return RolloutSpec(group_size, cap, vocab_lib.slots_per_frame(cap, k), lo, hi,
-                     float(recon_sample_rate), top_k, segments, bool(fixed_budget), int(group_chunk))
+                     float(recon_sample_rate), top_k, segments, bool(fixed_budget), int(group_chunk),
+                     bool(shared_draws))
 
 
 def per_clip(fn, *args):
@@ -126,11 +129,17 @@ def sample_keys(key, batch: int, group_size: int):
   return k_eps, per_clip_keys(k_pilot, batch), members(per_clip_keys(k_group, batch))
 
 
+def draw_eps(key, batch: int, spec: RolloutSpec):
+  """The pilots' stop thresholds (B,): ε ~ U[eps_min, eps_max] per clip, or one for the step."""
+  eps = jax.random.uniform(key, () if spec.shared_draws else (batch,), minval=spec.eps_min, maxval=spec.eps_max)
+  return jnp.broadcast_to(eps, (batch,))
+
+
 def rollout(model, video, key, tau, spec: RolloutSpec) -> dict:
   """Pilot + group rollouts of the clips `video` (B, T, 3, H, W), preprocessed."""
   b = video.shape[0]
   k_eps, k_pilot, k_group = sample_keys(key, b, spec.group_size)
-  eps = jax.random.uniform(k_eps, (b,), minval=spec.eps_min, maxval=spec.eps_max)
+  eps = draw_eps(k_eps, b, spec)
   if spec.fixed_budget:
     budgets = jnp.full(video.shape[:2], spec.pilot_cap, jnp.int32)
   else:
@@ -140,22 +149,32 @@ def rollout(model, video, key, tau, spec: RolloutSpec) -> dict:
   return jax.tree.map(jax.lax.stop_gradient, out)
 
 
-def rewards(recon, video, ids_bgts, lens_bgt, key, spec: RolloutSpec, perceptual=()):
-  """Frozen-reconstructor scores of every rollout; random frames per clip (from `key`),
+def reward_frames(key, batch: int, num_frames: int, rate: float, shared: bool = False):
+  """The frames each clip is rewarded on (B, R): R = int(T * rate) distinct frames in random
+  order, a draw per clip, or with `shared` one draw for the whole batch (the official
+  `randperm(T)[:R]` once per step)."""
+  if shared:
+    frames = reconstruction_task.sample_frames(key, num_frames, rate)
+    return jnp.broadcast_to(frames[None], (batch,) + frames.shape)
+  return jax.vmap(lambda k: reconstruction_task.sample_frames(k, num_frames, rate))(per_clip_keys(key, batch))
+
+
+def rewards(recon, video, ids_bgts, lens_bgt, frames_br, spec: RolloutSpec, perceptual=()):
+  """Frozen-reconstructor scores of every rollout on each clip's frames `frames_br` (B, R),
   shared by its group.
 
-  Returns reward / loss (B, G, R), frames (B, R), task-loss targets and mask (B, G, T, S),
-  gaze ratio (B,) = real gazes / (G * T * V).
+  Returns reward / loss (B, G, R) (loss = l1 + sum_k w_k * term_k, with l1 (B, G, R) and the
+  perceptual terms (B, G, R, K) also given), frames (B, R), task-loss targets and mask
+  (B, G, T, S), gaze ratio (B,) = real gazes / (G * T * V).
   """
   g, c = spec.group_size, spec.chunk
 
-  def one(clip, ids, lens, key):
-    frames = reconstruction_task.sample_frames(key, clip.shape[0], spec.recon_sample_rate)
-
+  def one(clip, ids, lens, frames):
     def part(ids_lens):  # c rollouts of the group in one reconstructor pass
       rows = jnp.broadcast_to(clip[None], (c,) + clip.shape)
       out = reconstruction_task.evaluate(recon, rows, *ids_lens, frames, perceptual=perceptual)
-      return {"reward": out["reward"], "loss": out["loss_each_frame"], "targets": out["task_losses"],
+      return {"reward": out["reward"], "loss": out["loss_each_frame"], "l1": out["l1_each_frame"],
+              "perceptual": out["perceptual_each_frame"], "targets": out["task_losses"],
               "target_mask": out["task_losses_mask"], "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}
 
     if c == g:  # one pass: no loop around it
@@ -165,5 +184,5 @@ def rewards(recon, video, ids_bgts, lens_bgt, key, spec: RolloutSpec, perceptual
     out = {k: v.reshape((g,) + v.shape[2:]) for k, v in parts.items() if k != "gaze_ratio"}
     return dict(out, frames=frames, gaze_ratio=parts["gaze_ratio"].mean())
 
-  out = per_clip(one, video, ids_bgts, lens_bgt, per_clip_keys(key, video.shape[0]))
+  out = per_clip(one, video, ids_bgts, lens_bgt, frames_br)
   return jax.tree.map(jax.lax.stop_gradient, out)

@@ -64,6 +64,7 @@ def step_spec(cfg, vocab: int, k: int) -> grpo_step.StepSpec:
     vocab, k, group_size=g.group_size, pilot_ratio=g.pilot_ratio, eps_range=g.eps_range,
     recon_sample_rate=g.recon_sample_rate, top_k=g.top_k, segments=g.decode_segments,
     fixed_budget=g.get("fixed_budget", False), group_chunk=g.get("group_chunk", 0),
+    shared_draws=g.get("shared_draws", False),
   )
   return grpo_step.StepSpec(rollout, g.gamma, g.temp_start, g.temp_end, cfg.steps)
 

@@ -1,4 +1,4 @@
-"""The jitted, donated, sharded GRPO train step (TRAINING.md §5, §13) and its NaN/inf guard.
+"""The jitted, donated, sharded GRPO train step (docs/design.md, GRPO) and its NaN/inf guard.
 
 The gaze model is trained; the reconstructor is frozen and enters as a replicated argument
 (not a baked-in constant). One step: temperature from the optimizer's step counter,
@@ -87,6 +87,32 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
   return loss, pg, tl, grads, unsplit(logp), unsplit(pred)
 
 
+def policy_update(model, video, task_video, ids_bgts, lens_bgt, frames_br, recon, terms, spec: StepSpec):
+  """Everything of a GRPO step after sampling: rewards of the given rollouts on the frames
+  `frames_br` (B, R), group-centred discounted advantages, the policy loss and its gradients.
+
+  video feeds the gaze model, task_video the reconstructor (the same clips in different
+  normalisations officially; one array in our stages). Rollouts are (B, G, T, S) ids and
+  (B, G, T) generated slots, group member g of clip b at [b, g]. Returns (grads, out) with out
+  holding the rewards dict, real-slot mask, advantages, losses, log-probs and predictions
+  (rows b * G + g, slots flattened t * S + s).
+  """
+  rew = grpo_rollout.rewards(recon, task_video, ids_bgts, lens_bgt, frames_br, spec.rollout, perceptual=terms)
+  vocab = model.gaze_decoder.vocab - 1
+  b, g, t, s = ids_bgts.shape
+  n = b * g
+  ids, lens = ids_bgts.reshape(n, t, s), lens_bgt.reshape(n, t)
+  real, adv = _advantages(rew, ids_bgts, lens_bgt, vocab, spec.gamma)
+  target, tmask = rew["targets"].reshape(n, -1), rew["target_mask"].reshape(n, -1)
+  loss, pg, tl, grads, logp, pred = _policy_gradient(model, video, g, spec.rollout.chunk,
+                                                     (ids, lens, adv, real, target, tmask))
+  pg_n, tl_n = grpo.rollout_losses(logp, pred, adv, real, target, tmask)  # values only, for the record
+  out = {"rewards": rew, "real": real, "advantages": adv, "loss": loss, "grpo_loss": pg,
+         "task_loss_prediction_loss": tl, "log_probs": logp, "task_loss_prediction": pred,
+         "grpo_loss_each_rollout": pg_n, "task_loss_prediction_loss_each_rollout": tl_n}
+  return grads, out
+
+
 def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: StepSpec):
   old = jax.tree.map(lambda x: x, state)
   ts = nnx.merge(graphdef, state)
@@ -95,20 +121,18 @@ def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: 
   tau = grpo.temperature(ts.opt.step[...], spec.temp_start, spec.temp_end, spec.total_steps)
   k_roll, k_frames, k_random = jax.random.split(key, 3)
   roll = grpo_rollout.rollout(ts.model, video, k_roll, tau, spec.rollout)
-  rew = grpo_rollout.rewards(recon, video, roll["ids"], roll["lens"], k_frames, spec.rollout, perceptual=terms)
+  frames = grpo_rollout.reward_frames(k_frames, video.shape[0], video.shape[1], spec.rollout.recon_sample_rate,
+                                      spec.rollout.shared_draws)
+  grads, up = policy_update(ts.model, video, video, roll["ids"], roll["lens"], frames, recon, terms, spec)
+  rew, real, adv = up["rewards"], up["real"], up["advantages"]
   vocab = ts.model.gaze_decoder.vocab - 1
   rand_ids, rand_lens = grpo_rollout.random_rollouts(k_random, roll["budgets"], vocab, roll["ids"].shape[-1])
-  rand = grpo_rollout.rewards(recon, video, rand_ids, rand_lens, k_frames,
+  rand = grpo_rollout.rewards(recon, video, rand_ids, rand_lens, frames,
                               dataclasses.replace(spec.rollout, group_size=1), perceptual=terms)
-  b, g, t, s = roll["ids"].shape
-  n = b * g
-  ids, lens = roll["ids"].reshape(n, t, s), roll["lens"].reshape(n, t)
-  real, adv = _advantages(rew, roll["ids"], roll["lens"], vocab, spec.gamma)
-  target, tmask = rew["targets"].reshape(n, -1), rew["target_mask"].reshape(n, -1)
-  loss, pg, tl, grads, logp, pred = _policy_gradient(ts.model, video, g, spec.rollout.chunk,
-                                                     (ids, lens, adv, real, target, tmask))
   ts.opt.update(ts.model, grads)
   grad_norm = optax.global_norm(grads)
+  logp, pred = up["log_probs"], up["task_loss_prediction"]
+  pg, tl = up["grpo_loss"], up["task_loss_prediction_loss"]
   watched = [rew["reward"], adv, jnp.where(real, logp, 0.0), jnp.where(real, pred, 0.0), pg, tl, grad_norm]
   bad = {name: ~jnp.all(jnp.isfinite(x)) for name, x in zip(WATCHED, watched)}
   ok = ~jnp.any(jnp.stack(list(bad.values())))
@@ -116,7 +140,7 @@ def train_step(graphdef, state, video_u8, key, recon_state, *, recon_def, spec: 
   real_f = real.astype(jnp.float32)
   adv_real = jnp.where(real, adv, 0.0)
   metrics = {
-    "loss": loss, "grpo_loss": pg, "task_loss_prediction_loss": tl, "grad_norm": grad_norm,
+    "loss": up["loss"], "grpo_loss": pg, "task_loss_prediction_loss": tl, "grad_norm": grad_norm,
     "reward_mean": rew["reward"].mean(), "reward_std": rew["reward"].std(),
     "reward_group_std": rew["reward"].std(axis=1).mean(),
     "reward_vs_random": rew["reward"].mean() - rand["reward"].mean(),

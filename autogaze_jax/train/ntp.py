@@ -1,8 +1,8 @@
-"""NTP, stage 1 (TRAINING.md §4): teacher-forced next-token prediction of greedy labels plus
+"""NTP, stage 1 (docs/design.md, NTP): teacher-forced next-token prediction of greedy labels plus
 the task-loss regression, and its jitted, donated, sharded train step.
 
 Per clip b, with m the mask of real label slots (PAD and the official "+1 EOS" slot are
-never targets, §4.2) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
+never targets) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
   ntp(b) = -sum_j m[b,j] log p[b,j] / D
   tlp(b) =  sum_j m[b,j] (pred[b,j] - task_losses[b,j])^2 / D
   loss   = mean_b (ntp(b) + w * tlp(b))        (w = 1 officially; tlp dropped if disabled)
@@ -27,7 +27,7 @@ GUARDED = ("task_losses", "ntp_loss", "task_loss_prediction_loss", "grad_norm")
 
 
 def make_optimizer(cfg, steps: int) -> optax.GradientTransformation:
-  """§7.2: Adam(b1=0.9, b2=0.999, eps=1e-8) or SGD; schedule `linear` (lr -> min_lr over
+  """The official optimizers: Adam(b1=0.9, b2=0.999, eps=1e-8) or SGD; schedule `linear` (lr -> min_lr over
   `steps` optimizer steps, no warmup) or `constant`; optional grad-norm clipping."""
   if cfg.schedule == "linear":
     sched = optax.linear_schedule(cfg.lr, cfg.min_lr, max(1, steps))
@@ -83,7 +83,7 @@ def _micro_batches(batch, accum: int):
 def train_step(graphdef, state, batch, key, *, accum_steps: int = 1, tlp_weight: float = 1.0,
                optimize_tlp: bool = True):
   """One optimizer step over the global batch, in `accum_steps` micro-batches (gradients
-  summed over micro-batch losses / A, §7.3). A step whose labels, losses or gradients are
+  summed over micro-batch losses / A). A step whose labels, losses or gradients are
   not finite leaves the state unchanged and flags the offending quantity in the metrics.
   `key` is unused (NTP is deterministic) and kept for the loop's step signature.
   """
