@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import checkpointing, decoding, official_weights, outputs, preprocessing, scoring
+from autogaze_jax import checkpointing, decoding, hub, official_weights, outputs, preprocessing, scoring
 from autogaze_jax import config as config_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
@@ -69,7 +69,10 @@ class AutoGaze:
 
   @classmethod
   def from_pretrained(cls, path: str, mesh=None) -> "AutoGaze":
-    """Official `model.safetensors` (+ `config.json`) directory or file, or our checkpoint."""
+    """Official `model.safetensors` (+ `config.json`) directory or file, our checkpoint, or a
+    hub id such as "nvidia/AutoGaze" (needs huggingface_hub; offline, the local hub cache)."""
+    if hub.is_hub_id(path):
+      path = hub.fetch(path)
     if checkpointing.is_checkpoint(path):
       cfg = checkpointing.load_config(path)
       obj = cls.from_config(cfg, mesh=mesh)

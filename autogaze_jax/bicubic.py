@@ -61,7 +61,7 @@ def resize_bicubic(x_nchw, out_hw: tuple[int, int], precision=None):
 def bicubic_matrix_antialias(in_size: int, out_size: int) -> np.ndarray:
   """PyTorch `interpolate(mode="bicubic", antialias=True)` as an (out, in) matrix: when
   downsampling, the cubic kernel (A = -0.5, as PIL) is widened by in/out and renormalised.
-  Used for DINOv2 position tables; not checked against a PyTorch reference here."""
+  Used for DINOv2 position tables; tests/test_bicubic_reference.py checks it against PyTorch."""
   if in_size == out_size:
     return np.eye(in_size, dtype=np.float32)
   scale = in_size / out_size

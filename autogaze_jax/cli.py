@@ -59,6 +59,8 @@ def apply_overrides(cfg, overrides: list[str]):
     except (ValueError, SyntaxError):
       value = text
     old = parent[name]
+    if old is not None and isinstance(value, bool) != isinstance(old, bool):  # bool is an int in Python
+      raise ValueError(f"config: {key} must be {type(old).__name__}, got {text!r}")
     if isinstance(old, float) and isinstance(value, int):
       value = float(value)
     if old is not None and not isinstance(value, type(old)):
@@ -107,6 +109,8 @@ def _load_video(path: str, num_frames: int, start: int):
   from autogaze_jax import preprocessing, video_io
 
   if path.endswith(".npz"):
+    if num_frames is not None or start is not None:
+      raise ValueError("--num-frames/--start: an .npz input is used whole (they only select frames of a video file)")
     if not os.path.isfile(path):
       raise ValueError(f"--video: {path} does not exist")
     with np.load(path) as data:
@@ -117,7 +121,7 @@ def _load_video(path: str, num_frames: int, start: int):
     if video.ndim == 4:
       video = video[None]
     return video, raw
-  frames = video_io.read_frames(path, num_frames, start)
+  frames = video_io.read_frames(path, 16 if num_frames is None else num_frames, start or 0)
   return preprocessing.preprocess(frames)[None], frames
 
 
@@ -146,6 +150,63 @@ def cmd_gaze(args) -> None:
     frames = raw if raw is not None else preprocessing.to_display_uint8(video[0])
     visualize.save_gaze_picture(args.viz, frames, out)
     print(f"wrote {args.viz}")
+
+
+def _load_reconstructor(path: str, mesh):
+  """Our stage-0 training directory, or an official-layout directory (config.json +
+  model.safetensors / videomae.pt)."""
+  from autogaze_jax import recon_weights, storage
+  from autogaze_jax.train import frozen_recon
+
+  cfg_path = os.path.join(path, "config.json")
+  if storage.exists(cfg_path) and storage.read_json(cfg_path).get("stage") == "recon":
+    return frozen_recon.from_stage0(path, mesh)
+  if not os.path.isdir(path):
+    raise ValueError(f"--checkpoint: {path} is not a directory (a stage-0 workdir or an official-layout folder)")
+  return recon_weights.load_dir(path, mesh)
+
+
+def cmd_reconstruct(args) -> None:
+  import jax
+
+  from autogaze_jax import recon_config, reconstruct, visualize
+  from autogaze_jax import mesh as mesh_lib
+
+  model = _load_reconstructor(args.checkpoint, mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  video, _ = _load_video(args.video, args.num_frames, args.start)
+  frames = reconstruct.parse_frames(args.frames, video.shape[1])
+  t0 = time.perf_counter()
+  out = reconstruct.reconstruct(model, video, reconstruct.read_gazes(args.gazes), frames)
+  losses = out["loss_each_frame"][0]
+  print(f"reconstructed frames {frames.tolist()} in {time.perf_counter() - t0:.2f} s (incl. compile): "
+        f"loss {losses.mean():.4f} (per frame {np.round(losses, 4).tolist()})")
+  np.savez_compressed(args.out, reconstruction=out["reconstruction"], loss_each_frame=out["loss_each_frame"],
+                      frame_idx=out["frame_idx"])
+  print(f"wrote {args.out}")
+  if args.viz:
+    vocab = sum(recon_config.tokens_per_scale(model.cfg))
+    img = reconstruct.picture(video[0], out["ids"][0], frames, out["reconstruction"][0], losses, model.cfg.scales, vocab)
+    visualize.save_picture(args.viz, img)
+    print(f"wrote {args.viz}")
+
+
+def cmd_evaluate(args) -> None:
+  import jax
+
+  from autogaze_jax import evaluate
+  from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.data import clip_reader, sources, transforms
+
+  grid = evaluate.settings(args.ratios, args.eps, args.cap)
+  recon = _load_reconstructor(args.recon_checkpoint, mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  gazer = _load_model(args)
+  evaluate.check_models(gazer, recon)
+  paths = sources.bundled_sample_videos() if args.videos == "samples" else sources.list_videos(args.videos)
+  paths = paths[: args.max_clips] if args.max_clips else paths
+  size = max(recon.cfg.scales)
+  clips = [transforms.to_square(clip_reader.read_clip(p, args.num_frames), size) for p in paths]
+  evaluate.run(gazer, recon, paths, clips, grid, args.out)
+  print(f"wrote {args.out}/eval.json, eval.md, quality_vs_ratio.png, examples.png")
 
 
 def cmd_gaze_video(args) -> None:
@@ -261,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
   mode = g.add_mutually_exclusive_group()
   mode.add_argument("--batch-invariant", dest="lockstep", action="store_false", default=False)
   mode.add_argument("--lockstep", dest="lockstep", action="store_true", help="official batch coupling")
-  g.add_argument("--num-frames", type=int, default=16)
-  g.add_argument("--start", type=int, default=0, help="first frame to read")
+  g.add_argument("--num-frames", type=int, help="frames to read from a video file (default 16)")
+  g.add_argument("--start", type=int, help="first frame to read from a video file (default 0)")
   g.add_argument("--generate-only", action="store_true", help="skip the teacher-forced log-probs")
   g.add_argument("--out", help="write the outputs to this .npz")
   g.add_argument("--viz", help="write a picture of the gazes to this .png")
@@ -279,6 +340,32 @@ def build_parser() -> argparse.ArgumentParser:
   v.add_argument("--max-frames", type=int, help="stop after this many frames")
   v.add_argument("--out", help="per-scale masks in video coordinates (.npz)")
   v.set_defaults(func=cmd_gaze_video)
+
+  r = sub.add_parser("reconstruct", help="rebuild frames of a video from given gazes with a reconstructor")
+  r.add_argument("--checkpoint", required=True,
+                 help="stage-0 workdir, or an official folder: config.json + model.safetensors / videomae.pt")
+  r.add_argument("--video", required=True, help="video file, or .npz with key 'video' (the task video, preprocessed)")
+  r.add_argument("--gazes", required=True, help=".npz with gazing_pos, if_padded_gazing, num_gazing_each_frame")
+  r.add_argument("--frames", default="all", help="'all' or comma-separated frame indices (output in this order)")
+  r.add_argument("--num-frames", type=int, help="frames to read from a video file (default 16)")
+  r.add_argument("--start", type=int, help="first frame to read from a video file (default 0)")
+  r.add_argument("--out", required=True, help="reconstruction (B, F, 3, S, S) and loss_each_frame (B, F) (.npz)")
+  r.add_argument("--viz", help="a picture: the frames, their gazed patches per scale, the reconstructions (.png)")
+  r.set_defaults(func=cmd_reconstruct)
+
+  q = sub.add_parser("evaluate", help="reconstruction quality (L1, PSNR, SSIM) against gaze budget over clips")
+  q.add_argument("--checkpoint", help="gaze model: official dir / model.safetensors, our checkpoint, or a hub id")
+  q.add_argument("--config", help="configs/gaze.py[:variant] for a random gaze model (no checkpoint)")
+  q.add_argument("--recon-checkpoint", required=True,
+                 help="stage-0 workdir, or an official folder: config.json + model.safetensors / videomae.pt")
+  q.add_argument("--videos", default="samples", help="a folder of videos, or 'samples' (the embedded sample clips)")
+  q.add_argument("--ratios", default="0.05,0.1,0.2,0.5", help="gaze ratios to sweep, comma-separated")
+  q.add_argument("--eps", help="task-loss thresholds to sweep (the gaze ratio --cap is then the per-frame cap)")
+  q.add_argument("--cap", type=float, default=0.75, help="per-frame cap of the ε settings")
+  q.add_argument("--num-frames", type=int, default=16)
+  q.add_argument("--max-clips", type=int, help="evaluate only the first N videos")
+  q.add_argument("--out", required=True, help="folder for eval.json, eval.md and the pictures")
+  q.set_defaults(func=cmd_evaluate)
 
   e = sub.add_parser("encode", help="ViT features of the gazed patches of a video (tiles of any size)")
   e.add_argument("--checkpoint", help="gaze model (official dir / model.safetensors, or our checkpoint)")
@@ -344,7 +431,7 @@ def main(argv=None) -> int:
   if extra and not takes_overrides:
     print(f"error: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
     return 2
-  if getattr(args, "num_frames", 1) < 1:
+  if getattr(args, "num_frames", None) is not None and args.num_frames < 1:
     print("error: --num-frames must be >= 1", file=sys.stderr)
     return 2
   try:

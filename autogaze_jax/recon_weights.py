@@ -133,3 +133,19 @@ def load(path: str, cfg, mesh=None):
   arrays = convert(read_state_dict(path), wm.expected_shapes(state), cfg)
   nnx.update(model, wm.load_into(state, arrays))
   return model
+
+
+def load_dir(path: str, mesh=None):
+  """A Reconstructor from an official-layout directory: `model.safetensors` or `videomae.pt`
+  (the task's state dict) beside the `config.json` that ViTMAEConfig.save_pretrained writes."""
+  import json
+
+  cfg_path = os.path.join(path, "config.json")
+  weights = [os.path.join(path, f) for f in ("model.safetensors", "videomae.pt") if os.path.isfile(os.path.join(path, f))]
+  if not weights or not os.path.isfile(cfg_path):
+    raise ValueError(f"reconstructor checkpoint: {path} needs config.json and model.safetensors or videomae.pt")
+  try:
+    hf = json.loads(open(cfg_path).read())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"reconstructor checkpoint: {cfg_path} is not valid JSON: {e}") from None
+  return load(weights[0], config_from_hf(hf), mesh)

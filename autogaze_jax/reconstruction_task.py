@@ -45,6 +45,21 @@ def task_loss_targets(ids_btg, frame_idx_r, loss_br, vocab: int):
   return jnp.where(mask, frame_loss[..., None], 0.0), mask.astype(jnp.float32)
 
 
+def frame_loss(pred_br3hw, target_br3hw, perceptual=()):
+  """The official frame loss of reconstructions against targets (both in the task space):
+  L1 + sum_k w_k * mean((F_k(pred) - F_k(target))^2) over each teacher's features.
+  Returns (loss (B, R), l1 (B, R), the unweighted terms (B, R, K))."""
+  b, r = pred_br3hw.shape[:2]
+  l1 = jnp.mean(jnp.abs(pred_br3hw.astype(jnp.float32) - target_br3hw), axis=(2, 3, 4))
+  loss, terms = l1, []
+  for weight, fn in perceptual:
+    fp = fn(pred_br3hw.reshape(b * r, *pred_br3hw.shape[2:]))
+    ft = fn(target_br3hw.reshape(b * r, *target_br3hw.shape[2:]))
+    terms.append(jnp.mean(jnp.square(fp - ft), axis=tuple(range(1, fp.ndim))).reshape(b, r))
+    loss = loss + weight * terms[-1]
+  return loss, l1, jnp.stack(terms, -1) if terms else jnp.zeros(l1.shape + (0,), l1.dtype)
+
+
 def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
   """Reconstructs the frames `frame_idx_r` from the gazes and scores them.
 
@@ -59,22 +74,14 @@ def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
   target = video_bt3hw[:, frame_idx_r]
   if target.shape[-1] != size:
     target = bicubic.resize_bicubic(target, (size, size))
-  loss = jnp.mean(jnp.abs(pred.astype(jnp.float32) - target), axis=(2, 3, 4))  # (B, R)
-  l1 = loss
-  terms = []  # each teacher's unweighted feature MSE (B, R)
-  for weight, fn in perceptual:
-    r = pred.shape[1]
-    fp = fn(pred.reshape(b * r, *pred.shape[2:]))
-    ft = fn(target.reshape(b * r, *target.shape[2:]))
-    terms.append(jnp.mean(jnp.square(fp - ft), axis=tuple(range(1, fp.ndim))).reshape(b, r))
-    loss = loss + weight * terms[-1]
+  loss, l1, terms = frame_loss(pred, target, perceptual)
   targets, mask = task_loss_targets(ids_btg, frame_idx_r, jax.lax.stop_gradient(loss), vocab)
   real = ids_btg != vocab
   n_t = lens_bt.max(axis=0)
   return {
     "loss_each_frame": loss,
     "l1_each_frame": l1,
-    "perceptual_each_frame": jnp.stack(terms, -1) if terms else jnp.zeros(l1.shape + (0,), l1.dtype),
+    "perceptual_each_frame": terms,
     "loss": loss.mean(-1),
     "reward": -jax.lax.stop_gradient(loss),
     "traj_len_each_reward": jnp.cumsum(n_t)[frame_idx_r],

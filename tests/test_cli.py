@@ -53,6 +53,12 @@ def test_bad_arguments_give_one_error_line(capsys, parity_dir, args, message):
   assert last.startswith("error: ") and message in last
 
 
+@pytest.mark.parametrize("flag", ["--num-frames", "--start"])
+def test_frame_selection_of_a_preprocessed_npz_is_refused(capsys, parity_dir, flag):
+  rc, _, err = _run(capsys, "gaze", "--config", TINY, "--video", parity_dir / "clip16.npz", flag, "4")
+  assert rc == 2 and "an .npz input is used whole" in err.strip().splitlines()[-1]
+
+
 def test_array_record_labels_to_an_object_store_are_refused_before_any_work(capsys, monkeypatch):
   monkeypatch.chdir(ROOT)
   out = "gs://bucket/labels.array_record"

@@ -95,6 +95,14 @@ def test_config_overrides_reject_typos_and_bad_types():
     cli.apply_overrides(cfg, ["--config.optimizer.lrr=0.1"])
   with pytest.raises(ValueError, match="steps must be int"):
     cli.apply_overrides(cfg, ["--config.steps=abc"])
+  # bool is an int in Python; neither passes for the other.
+  with pytest.raises(ValueError, match="steps must be int, got 'True'"):
+    cli.apply_overrides(cfg, ["--config.steps=True"])
+  with pytest.raises(ValueError, match="lr must be float, got 'False'"):
+    cli.apply_overrides(cfg, ["--config.optimizer.lr=False"])
+  flag = next(k for k, v in cfg.model.items() if isinstance(v, bool))
+  with pytest.raises(ValueError, match=f"{flag} must be bool, got '1'"):
+    cli.apply_overrides(cfg, [f"--config.model.{flag}=1"])
 
 
 

@@ -93,10 +93,12 @@ class FeatureViT(nnx.Module):
       patches = jnp.einsum("ih,hwd,jw->ijd", m, patches.reshape(g0, g0, -1), m).reshape(grid * grid, -1)
     return cls_row, patches
 
-  def features(self, pixels_n3hw):
-    """Pixels already in the teacher's own normalisation -> (N, patches, 4 * D)."""
+  def hidden_states(self, pixels_n3hw) -> list:
+    """Pixels already in the teacher's own normalisation -> [embeddings, block 1, ..., block L],
+    each (N, prefix + patches, D) with the prefix tokens (DINOv2: CLS, then the registers)
+    first, as transformers' `output_hidden_states` (no final LayerNorm)."""
     n, _, h, w = pixels_n3hw.shape
-    gh, gw = h // self.cfg.patch, w // self.cfg.patch
+    gh = h // self.cfg.patch
     x = self.patch_proj(patchify(pixels_n3hw, self.cfg.patch))
     cls_row, pos = self._pos_table(gh)
     x = x + pos
@@ -106,24 +108,36 @@ class FeatureViT(nnx.Module):
     if self.cfg.registers:
       prefix.append(jnp.broadcast_to(self.register_tokens[...], (n, self.cfg.registers, x.shape[-1])))
     x = jnp.concatenate(prefix + [x], 1)
-    skip = len(prefix) and x.shape[1] - gh * gw
     fid = jnp.zeros(x.shape[:2], jnp.int32)
     pad = jnp.zeros(x.shape[:2], bool)
-    hidden = []
+    hidden = [x]
     for block in self.blocks:
       x = block(x, fid, pad)
-      hidden.append(x[:, skip:])
-    return jnp.concatenate(hidden[-4:], -1)
+      hidden.append(x)
+    return hidden
 
-  def __call__(self, task_pixels_n3hw):
-    """Pixels in the task's double-normalised space -> features (the official retransform:
-    back to [0, 255] without clamping, then the teacher's x/255 and mean/std)."""
+  def num_prefix_tokens(self) -> int:
+    return int(self.cfg.cls) + int(self.cfg.registers)
+
+  def features(self, pixels_n3hw):
+    """Pixels already in the teacher's own normalisation -> (N, patches, 4 * D): the last 4
+    hidden states of the patch tokens (the official perceptual losses' features)."""
+    skip = self.num_prefix_tokens()
+    return jnp.concatenate([x[:, skip:] for x in self.hidden_states(pixels_n3hw)[-4:]], -1)
+
+  def from_task_space(self, task_pixels_n3hw):
+    """Pixels in the task's double-normalised space -> the teacher's own normalisation (the
+    official retransform: back to [0, 255] without clamping, then x / 255 and mean/std)."""
     mean = jnp.asarray(preprocessing.IMAGENET_MEAN)[:, None, None]
     std = jnp.asarray(preprocessing.IMAGENET_STD)[:, None, None]
     x255 = (task_pixels_n3hw * std + mean + 1.0) * 127.5
     tm = jnp.asarray(self.cfg.mean, jnp.float32)[:, None, None]
     ts = jnp.asarray(self.cfg.std, jnp.float32)[:, None, None]
-    return self.features((x255 / 255.0 - tm) / ts)
+    return (x255 / 255.0 - tm) / ts
+
+  def __call__(self, task_pixels_n3hw):
+    """Pixels in the task's space -> the perceptual features."""
+    return self.features(self.from_task_space(task_pixels_n3hw))
 
   def weight_map(self) -> dict:
     """{HF tensor name: (our parameter path, transform)} for this model's checkpoints."""

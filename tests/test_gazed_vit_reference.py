@@ -1,0 +1,58 @@
+"""Our gazed SigLIP tower against the official AutoGaze gazed SigLIP (reference
+`vit_siglip_gazed_seed0*`): the per-scale position tables, the hidden states of every real
+slot in each attention mode the official code runs (block-causal and frame-independent on
+sdpa; causal and bidirectional through its flash-attention path), and the dense tower against
+transformers' own SigLIP on the same weights. Sizes and modes come from the files."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.models import feature_vit, gazed_vit
+
+TOL = dict(rtol=1e-4, atol=1e-4)  # the reference README's tolerance for this file
+NAME = "vit_siglip_gazed_seed0"
+
+
+@pytest.fixture(scope="module")
+def tower(parity_dir):
+  meta = json.loads((parity_dir / f"{NAME}_config.json").read_text())
+  hf = meta["hf_config"]
+  cfg = feature_vit.config_from_hf(hf)
+  cfg.update(dict(image_size=int(hf["image_size"]), scales=tuple(sorted(int(s) for s in hf["scales"].split("+"))),
+                  attn_type="block_causal", token_bucket=128))
+  model = gazed_vit.build(cfg, load_file(str(parity_dir / f"{NAME}.safetensors")),
+                          mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  return meta, model, np.load(parity_dir / f"{NAME}_expected.npz")
+
+
+def _our_mode(mode: dict) -> str:
+  return "frame_independent" if mode["frame_independent_encoding"] else mode["attn_type"]
+
+
+def test_position_table_at_every_scale(tower):
+  _, model, ref = tower
+  np.testing.assert_allclose(model.position_table(), ref["position_embeddings_each_scale"], **TOL)
+
+
+@pytest.mark.parametrize("mode_name", ["block_causal", "frame_independent", "causal_fa2emu", "bidirectional_fa2emu"])
+def test_hidden_states_of_real_slots(tower, mode_name):
+  meta, model, ref = tower
+  mode = meta["modes"][mode_name]
+  pos, pad, fid = gazed_vit.pack_gazes(ref["gazing_pos"], ref["if_padded_gazing"], ref["num_gazing_each_frame"])
+  n = ref["gazing_pos"].shape[1]
+  run = jax.jit(lambda *a: model(*a, attn_type=_our_mode(mode)))
+  got = np.asarray(run(ref["pixel_values"], pos, pad, fid))[:, :n]
+  real = ~ref["if_padded_gazing"]
+  assert (~real).any()  # the case has pads between real gazes
+  np.testing.assert_allclose(got[real], ref[f"{mode_name}_last_hidden_state"][real], **TOL)
+
+
+def test_dense_tower_matches_transformers(tower):
+  _, model, ref = tower
+  frames = ref["pixel_values"][0]  # (T, 3, H, W): each frame as one image
+  np.testing.assert_allclose(jax.jit(model.dense)(frames)[None], ref["dense_hf_last_hidden_state"], **TOL)
