@@ -30,12 +30,15 @@ def _eps(tiny, video):
   return float(np.median(out["task_loss_prediction"]))
 
 
-def test_lockstep_equals_official_loop(tiny, tiny_video):
-  eps = _eps(tiny, tiny_video)
+def test_lockstep_equals_official_loop(tiny):
+  # A batch whose clips stop at such different points that lockstep's PAD feeding changes
+  # later decisions (this seed and threshold were picked by searching for one; most batches
+  # of this tiny model decode the same either way).
+  video = np.random.default_rng(5).normal(size=(3, 6, 3, 64, 64)).astype(np.float32)
+  eps = float(np.quantile(tiny.gaze(video, gazing_ratio=0.6)["task_loss_prediction"], 0.7))
   budgets = vocab.budgets_from_ratio(0.6, 6, V)
-  out = tiny.gaze(tiny_video, gazing_ratio=0.6, task_loss_requirement=eps, lockstep=True,
-                  generate_only=True)
-  ref = official_generate(tiny.model, tiny_video, budgets, np.full((3, 6), eps, np.float32))
+  out = tiny.gaze(video, gazing_ratio=0.6, task_loss_requirement=eps, lockstep=True, generate_only=True)
+  ref = official_generate(tiny.model, video, budgets, np.full((3, 6), eps, np.float32))
   np.testing.assert_array_equal(out["num_gazing_each_frame"], [f.shape[1] for f in ref])
   for c in range(3):
     for got, want in zip(_frames(out, c), ref):
@@ -43,7 +46,7 @@ def test_lockstep_equals_official_loop(tiny, tiny_video):
   # Stopping was exercised: some frames end early, some keep PADs between real gazes.
   assert (out["num_real_gazing_each_frame"] < budgets[0]).any()
   # And this batch couples its clips: batch-invariant decoding gives some clip other gazes.
-  inv = tiny.gaze(tiny_video, gazing_ratio=0.6, task_loss_requirement=eps, generate_only=True)
+  inv = tiny.gaze(video, gazing_ratio=0.6, task_loss_requirement=eps, generate_only=True)
   assert any(_real(a) != _real(b) for c in range(3) for a, b in zip(_frames(out, c), _frames(inv, c)))
 
 
