@@ -39,20 +39,42 @@ def test_position_table_at_every_scale(tower):
   np.testing.assert_allclose(model.position_table(), ref["position_embeddings_each_scale"], **TOL)
 
 
+def test_gazed_embeddings(tower):
+  _, model, ref = tower
+  pos, pad, _ = gazed_vit.pack_gazes(ref["gazing_pos"], ref["if_padded_gazing"], ref["num_gazing_each_frame"])
+  n = ref["gazing_pos"].shape[1]
+  got = np.asarray(jax.jit(model.embed)(ref["pixel_values"], pos, pad))[:, :n]
+  np.testing.assert_allclose(got, ref["embeddings"], **TOL)  # padded slots too: token 0's embedding
+
+
 @pytest.mark.parametrize("mode_name", ["block_causal", "frame_independent", "causal_fa2emu", "bidirectional_fa2emu"])
-def test_hidden_states_of_real_slots(tower, mode_name):
+def test_hidden_states_and_pooled_output(tower, mode_name):
+  """Real slots' hidden states, and the pooled output, which the official head takes over the
+  padded slots' rows as well: it matches only if those rows are computed the official way."""
   meta, model, ref = tower
   mode = meta["modes"][mode_name]
   pos, pad, fid = gazed_vit.pack_gazes(ref["gazing_pos"], ref["if_padded_gazing"], ref["num_gazing_each_frame"])
-  n = ref["gazing_pos"].shape[1]
-  run = jax.jit(lambda *a: model(*a, attn_type=_our_mode(mode)))
-  got = np.asarray(run(ref["pixel_values"], pos, pad, fid))[:, :n]
+  n, t = ref["gazing_pos"].shape[1], ref["pixel_values"].shape[1]
+
+  def run(*a):
+    hidden = model(*a, attn_type=_our_mode(mode))
+    return hidden, model.pool(hidden, a[-1], t)
+
+  hidden, pooled = jax.jit(run)(ref["pixel_values"], pos, pad, fid)
   real = ~ref["if_padded_gazing"]
   assert (~real).any()  # the case has pads between real gazes
-  np.testing.assert_allclose(got[real], ref[f"{mode_name}_last_hidden_state"][real], **TOL)
+  np.testing.assert_allclose(np.asarray(hidden)[:, :n][real], ref[f"{mode_name}_last_hidden_state"][real], **TOL)
+  np.testing.assert_allclose(pooled, ref[f"{mode_name}_pooler_output"], **TOL)
 
 
 def test_dense_tower_matches_transformers(tower):
   _, model, ref = tower
   frames = ref["pixel_values"][0]  # (T, 3, H, W): each frame as one image
-  np.testing.assert_allclose(jax.jit(model.dense)(frames)[None], ref["dense_hf_last_hidden_state"], **TOL)
+
+  def run(x):
+    hidden = model.dense(x)
+    return hidden, model.head(hidden)
+
+  hidden, pooled = jax.jit(run)(frames)
+  np.testing.assert_allclose(hidden[None], ref["dense_hf_last_hidden_state"], **TOL)
+  np.testing.assert_allclose(pooled[None], ref["dense_hf_pooler_output"], **TOL)

@@ -39,6 +39,13 @@ def test_hidden_states_match_transformers(parity_dir, name):
     np.testing.assert_allclose(got, want, **TOL, err_msg=f"hidden state {i}")
 
 
+def test_dinov2_last_hidden_state_and_pooled_cls(parity_dir):
+  _, _, model, ref = _tower(parity_dir, "vit_dinov2reg_seed0")
+  last = jax.jit(model.last_hidden_state)(ref["pixel_values"])
+  np.testing.assert_allclose(last, ref["last_hidden_state"], **TOL)
+  np.testing.assert_allclose(last[:, 0], ref["pooler_output"], **TOL)
+
+
 def test_dinov2_position_table_is_resized_with_antialias(parity_dir):
   _, _, model, ref = _tower(parity_dir, "vit_dinov2reg_seed0")
   grid = ref["pixel_values"].shape[-1] // model.cfg.patch
@@ -47,13 +54,20 @@ def test_dinov2_position_table_is_resized_with_antialias(parity_dir):
 
 
 def test_siglip_dense_tower_matches_transformers(parity_dir):
-  """Our SigLIP tower with its post-LayerNorm (GazedViT.dense, the stock image ViT) gives
-  transformers' `last_hidden_state`."""
+  """Our SigLIP tower with its post-LayerNorm (GazedViT.dense, the stock image ViT) and its
+  pooling head gives transformers' `last_hidden_state` and `pooler_output`."""
   cfg, tensors, _, ref = _tower(parity_dir, "vit_siglip_tower_seed0")
   cfg.update(dict(image_size=ref["pixel_values"].shape[-1], scales=(ref["pixel_values"].shape[-1],),
                   attn_type="block_causal", token_bucket=128))
   model = gazed_vit.build(cfg, tensors, mesh=_one())
-  np.testing.assert_allclose(jax.jit(model.dense)(ref["pixel_values"]), ref["last_hidden_state"], **TOL)
+
+  def run(x):
+    hidden = model.dense(x)
+    return hidden, model.head(hidden)
+
+  hidden, pooled = jax.jit(run)(ref["pixel_values"])
+  np.testing.assert_allclose(hidden, ref["last_hidden_state"], **TOL)
+  np.testing.assert_allclose(pooled, ref["pooler_output"], **TOL)
 
 
 def test_official_loss_terms(parity_dir):

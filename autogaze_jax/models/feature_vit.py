@@ -16,7 +16,7 @@ from flax import nnx
 from autogaze_jax import bicubic, preprocessing
 from autogaze_jax import weight_mapping as wm
 from autogaze_jax.models.patches import patchify
-from autogaze_jax.models.vit_blocks import ViTBlock, _linear
+from autogaze_jax.models.vit_blocks import ViTBlock, _layer_norm, _linear
 
 # (hidden, layers, heads, mlp) of each size; the same for both families.
 _WIDTHS = {"base": (768, 12, 12, 3072), "tiny": (32, 4, 2, 64)}
@@ -61,6 +61,9 @@ def config_from_hf(hf: dict) -> ml_collections.ConfigDict:
                      approximate_gelu=_GELU_APPROXIMATE[act]))
     if kind == "dinov2_with_registers":
       base.registers = int(hf.get("num_register_tokens", 4))
+    # transformers' full towers keep these; the perceptual losses do not use them
+    base.final_norm = kind == "dinov2_with_registers"
+    base.pool_head = kind == "siglip_vision_model" and bool(hf.get("vision_use_head", True))
   except KeyError as e:
     raise ValueError(f"teacher config: missing field {e}") from None
   return base
@@ -82,6 +85,8 @@ class FeatureViT(nnx.Module):
       ViTBlock(d, cfg.heads, cfg.mlp, cfg.eps, rngs, cfg.approximate_gelu, cfg.layer_scale)
       for _ in range(cfg.layers)
     ])
+    if cfg.kind == "dinov2_reg" and cfg.get("final_norm", False):  # not used by the losses
+      self.layernorm = _layer_norm(d, cfg.eps, rngs)
 
   def _pos_table(self, grid: int):
     table = self.pos_embed[...]
@@ -115,6 +120,13 @@ class FeatureViT(nnx.Module):
       x = block(x, fid, pad)
       hidden.append(x)
     return hidden
+
+  def last_hidden_state(self, pixels_n3hw):
+    """DINOv2 with its final LayerNorm (config final_norm): every token after the norm, as
+    transformers' `last_hidden_state`; its CLS row is the pooled output."""
+    if not hasattr(self, "layernorm"):
+      raise ValueError("feature ViT: no final LayerNorm in this config (final_norm=False)")
+    return self.layernorm(self.hidden_states(pixels_n3hw)[-1])
 
   def num_prefix_tokens(self) -> int:
     return int(self.cfg.cls) + int(self.cfg.registers)
@@ -164,6 +176,20 @@ def _dinov2_map(cfg) -> dict:
       m[src + a + ".bias"] = (dst + b + ("bias",), same)
     m[src + "layer_scale1.lambda1"] = (dst + ("scale1",), same)
     m[src + "layer_scale2.lambda1"] = (dst + ("scale2",), same)
+  if cfg.get("final_norm", False):
+    m["layernorm.weight"], m["layernorm.bias"] = (("layernorm", "scale"), same), (("layernorm", "bias"), same)
+  return m
+
+
+def pooling_head_map(src: str, dst: tuple) -> dict:
+  """HF names of SigLIP's pooling head (torch MultiheadAttention's fused in_proj) -> our paths."""
+  lin, same = wm.linear_to_nnx, wm.identity
+  m = {src + "probe": (dst + ("probe",), same),
+       src + "attention.in_proj_weight": (dst + ("in_proj", "kernel"), lin),
+       src + "attention.in_proj_bias": (dst + ("in_proj", "bias"), same)}
+  for a, b in (("attention.out_proj", "out_proj"), ("mlp.fc1", "fc1"), ("mlp.fc2", "fc2")):
+    m[src + a + ".weight"], m[src + a + ".bias"] = (dst + (b, "kernel"), lin), (dst + (b, "bias"), same)
+  m[src + "layernorm.weight"], m[src + "layernorm.bias"] = (dst + ("layernorm", "scale"), same), (dst + ("layernorm", "bias"), same)
   return m
 
 

@@ -19,7 +19,7 @@ from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vit_config
 from autogaze_jax.models import feature_vit
 from autogaze_jax.models.patches import multiscale_patches, patchify
-from autogaze_jax.models.vit_blocks import _layer_norm
+from autogaze_jax.models.vit_blocks import PoolingHead, _layer_norm
 
 
 def attention_rule(attn_type: str, frame_ids_bn):
@@ -66,6 +66,15 @@ def pack_gazes(gazing_pos, if_padded, num_gazing_each_frame, bucket: int = 128):
   return out_pos, out_pad, out_fid
 
 
+# What the rows of padded slots compute, as the official code's attention paths do: its sdpa
+# masks (block-causal, frame-independent) let a padded slot see itself; its flash-attention
+# path moves padded slots to the end, so in causal mode each sees every real slot and the
+# padded ones before it, and in bidirectional mode (a padding mask, the variable-length
+# kernel) its attention output is zero. Real slots never see padded ones in any mode; the rows
+# matter only to the pooling head, which has no mask.
+PAD_ROWS = {"block_causal": "self", "frame_independent": "self", "causal": "last", "bidirectional": "zero"}
+
+
 class GazedViT(feature_vit.FeatureViT):
   """FeatureViT's SigLIP embeddings and encoder plus the post-LayerNorm, fed gazed tokens."""
 
@@ -73,6 +82,8 @@ class GazedViT(feature_vit.FeatureViT):
     vit_config.validate(cfg)
     super().__init__(cfg, rngs)
     self.post_layernorm = _layer_norm(cfg.hidden, cfg.eps, rngs)
+    if cfg.get("pool_head", False):  # SigLIP's attention-pooling head (checkpoints that keep it)
+      self.head = PoolingHead(cfg.hidden, cfg.heads, cfg.mlp, cfg.eps, rngs)
 
   @property
   def tokens_per_frame(self) -> int:
@@ -86,18 +97,28 @@ class GazedViT(feature_vit.FeatureViT):
     """pixels: (B, T, 3, H, W) in the ViT's own normalisation; positions: global ids
     t * V + local (padded slots any valid id); frame_ids: the frame of every slot.
     Returns last_hidden_state (B, N, D) after the post-LayerNorm."""
+    x = mesh_lib.constrain(self.embed(pixels_bt3hw, positions_bn, padded_bn), ("batch", None, "act_embed"))
+    attn_type = attn_type or self.cfg.attn_type
+    ids, same = attention_rule(attn_type, frame_ids_bn)
+    for block in self.blocks:
+      x = block(x, ids, padded_bn, same, PAD_ROWS[attn_type])
+    return self.post_layernorm(x)
+
+  def embed(self, pixels_bt3hw, positions_bn, padded_bn):
+    """(B, N, D): the patch projection plus the position embedding of each gazed slot; a padded
+    slot takes token 0 (frame 0's first coarse patch), as the official code."""
     b, t = pixels_bt3hw.shape[:2]
     v = self.tokens_per_frame
-    patches = multiscale_patches(pixels_bt3hw, self.cfg.scales, self.cfg.patch)
-    patches = patches.reshape(b, t * v, -1)
+    patches = multiscale_patches(pixels_bt3hw, self.cfg.scales, self.cfg.patch).reshape(b, t * v, -1)
     idx = jnp.where(padded_bn, 0, positions_bn)
-    x = self.patch_proj(jnp.take_along_axis(patches, idx[..., None], axis=1))
-    x = x + self.position_table()[idx % v]
-    x = mesh_lib.constrain(x, ("batch", None, "act_embed"))
-    ids, same = attention_rule(attn_type or self.cfg.attn_type, frame_ids_bn)
-    for block in self.blocks:
-      x = block(x, ids, padded_bn, same)
-    return self.post_layernorm(x)
+    return self.patch_proj(jnp.take_along_axis(patches, idx[..., None], axis=1)) + self.position_table()[idx % v]
+
+  def pool(self, hidden_bnd, frame_ids_bn, num_frames: int):
+    """The pooling head's output (B, D) over every slot of the official sequence, its padded
+    slots included as the official head has no mask; only bucket padding (frame id T) is left out."""
+    if not hasattr(self, "head"):
+      raise ValueError("gazed ViT: this config has no pooling head (pool_head=False)")
+    return self.head(hidden_bnd, frame_ids_bn < num_frames)
 
   def dense(self, pixels_n3hw):
     """The stock image ViT: every patch at the input's own resolution, full attention within
@@ -118,6 +139,8 @@ class GazedViT(feature_vit.FeatureViT):
     for part in ("weight", "bias"):
       key = "scale" if part == "weight" else "bias"
       m[f"vision_model.post_layernorm.{part}"] = (("post_layernorm", key), lambda w: w)
+    if hasattr(self, "head"):
+      m.update(feature_vit.pooling_head_map("vision_model.head.", ("head",)))
     return m
 
 
