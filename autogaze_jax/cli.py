@@ -152,9 +152,9 @@ def cmd_gaze(args) -> None:
     print(f"wrote {args.viz}")
 
 
-def _load_reconstructor(path: str, mesh):
+def _load_reconstructor(path: str, mesh, flag: str = "--checkpoint"):
   """Our stage-0 training directory, or an official-layout directory (config.json +
-  model.safetensors / videomae.pt)."""
+  model.safetensors / videomae.pt); `flag` names the argument in errors."""
   from autogaze_jax import recon_weights, storage
   from autogaze_jax.train import frozen_recon
 
@@ -162,8 +162,21 @@ def _load_reconstructor(path: str, mesh):
   if storage.exists(cfg_path) and storage.read_json(cfg_path).get("stage") == "recon":
     return frozen_recon.from_stage0(path, mesh)
   if not os.path.isdir(path):
-    raise ValueError(f"--checkpoint: {path} is not a directory (a stage-0 workdir or an official-layout folder)")
+    raise ValueError(f"{flag}: {path} is not a directory (a stage-0 workdir or an official-layout folder)")
   return recon_weights.load_dir(path, mesh)
+
+
+def _load_task_video(path: str, num_frames, start, size: int):
+  """The reconstructor's input (1, T, 3, S, S): an .npz's key `video` as it is, or a video
+  file's frames squared as the data pipeline does (shortest edge resized, centre crop) and
+  normalised."""
+  from autogaze_jax import preprocessing, video_io
+  from autogaze_jax.data import transforms
+
+  if path.endswith(".npz"):
+    return _load_video(path, num_frames, start)[0]
+  frames = video_io.read_frames(path, 16 if num_frames is None else num_frames, start or 0)
+  return preprocessing.normalize(transforms.to_square(frames, size))[None]
 
 
 def cmd_reconstruct(args) -> None:
@@ -173,7 +186,7 @@ def cmd_reconstruct(args) -> None:
   from autogaze_jax import mesh as mesh_lib
 
   model = _load_reconstructor(args.checkpoint, mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
-  video, _ = _load_video(args.video, args.num_frames, args.start)
+  video = _load_task_video(args.video, args.num_frames, args.start, max(model.cfg.scales))
   frames = reconstruct.parse_frames(args.frames, video.shape[1])
   t0 = time.perf_counter()
   out = reconstruct.reconstruct(model, video, reconstruct.read_gazes(args.gazes), frames)
@@ -198,7 +211,8 @@ def cmd_evaluate(args) -> None:
   from autogaze_jax.data import clip_reader, sources, transforms
 
   grid = evaluate.settings(args.ratios, args.eps, args.cap)
-  recon = _load_reconstructor(args.recon_checkpoint, mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  recon = _load_reconstructor(args.recon_checkpoint, mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]),
+                              "--recon-checkpoint")
   gazer = _load_model(args)
   evaluate.check_models(gazer, recon)
   paths = sources.bundled_sample_videos() if args.videos == "samples" else sources.list_videos(args.videos)

@@ -22,30 +22,36 @@ from autogaze_jax import preprocessing, recon_config, reconstruct, storage
 
 def settings(ratios: str | None, eps: str | None, cap: float) -> list[dict]:
   """[{"ratio": r, "eps": None}, ...] then [{"ratio": cap, "eps": e}, ...], checked."""
+  if not 0 < cap <= 1:
+    raise ValueError(f"--cap: {cap} is outside (0, 1]")
   out = []
-  for text, key in ((ratios, "ratio"), (eps, "eps")):
+  for text, key, flag in ((ratios, "ratio", "--ratios"), (eps, "eps", "--eps")):
     for item in (text or "").split(","):
       if not item.strip():
         continue
       try:
         value = float(item)
       except ValueError:
-        raise ValueError(f"--{key}s: {item!r} is not a number") from None
+        raise ValueError(f"{flag}: {item!r} is not a number") from None
+      if not np.isfinite(value):
+        raise ValueError(f"{flag}: {value} is not finite")
       if key == "ratio" and not 0 < value <= 1:
         raise ValueError(f"--ratios: {value} is outside (0, 1]")
-      if not np.isfinite(value):
-        raise ValueError(f"--{key}s: {value} is not finite")
       out.append({"ratio": value, "eps": None} if key == "ratio" else {"ratio": cap, "eps": value})
   if not out:
     raise ValueError("evaluate: give --ratios and/or --eps")
   return out
 
 
+PSNR_CAP = 100.0  # dB for identical frames (PSNR is infinite there; JSON has no infinity)
+
+
 def pixel_quality(target_u8, pred_u8) -> tuple[float, float]:
-  """Mean PSNR and SSIM over frames of uint8 (F, H, W, 3) images."""
+  """Mean PSNR (each frame capped at PSNR_CAP) and SSIM over frames of uint8 (F, H, W, 3)."""
   from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-  psnr = [peak_signal_noise_ratio(t, p, data_range=255) for t, p in zip(target_u8, pred_u8)]
+  psnr = [PSNR_CAP if np.array_equal(t, p) else min(PSNR_CAP, peak_signal_noise_ratio(t, p, data_range=255))
+          for t, p in zip(target_u8, pred_u8)]
   ssim = [structural_similarity(t, p, data_range=255, channel_axis=-1) for t, p in zip(target_u8, pred_u8)]
   return float(np.mean(psnr)), float(np.mean(ssim))
 

@@ -31,8 +31,16 @@ def fetch(repo_id: str) -> str:
   for name in FILES:
     try:
       paths.append(huggingface_hub.hf_hub_download(repo_id, name))
-    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, errors.HfHubHTTPError, OSError) as e:
-      reason = type(e).__name__
-      raise ValueError(f"checkpoint {repo_id!r}: {name} is neither reachable nor in the local hub cache "
-                       f"({reason}); {where}") from None
+    except errors.LocalEntryNotFoundError as e:  # offline or unreachable, and not cached
+      raise ValueError(_unreachable(repo_id, name, e, where)) from None
+    except (errors.RepositoryNotFoundError, errors.GatedRepoError, errors.EntryNotFoundError) as e:
+      raise ValueError(f"checkpoint {repo_id!r}: no such local path, and the hub answered that {name} is not "
+                       f"available there ({type(e).__name__}: the id is wrong, private or gated); {where}") from None
+    except (errors.HfHubHTTPError, OSError) as e:
+      raise ValueError(_unreachable(repo_id, name, e, where)) from None
   return os.path.dirname(paths[-1])
+
+
+def _unreachable(repo_id: str, name: str, error: Exception, where: str) -> str:
+  return (f"checkpoint {repo_id!r}: no such local path, and as a hub id its {name} is neither reachable nor in "
+          f"the local hub cache ({type(error).__name__}); {where}")

@@ -11,8 +11,9 @@ and read by the same functions (chosen by the file name), can be sharded (one fi
 labelling host, read back through a glob) and are read record by record instead of as one
 JSON document.
 
-A frame's list may hold the pad -1 between real gazes, as the official collate reads it (the
-pad keeps its slot; its task loss is ignored).
+A frame's list may hold the pad -1 (officially between real gazes; anywhere is accepted), as
+the official collate reads it: the pad keeps its slot and its task loss is ignored. A frame
+needs at least one real gaze.
 
 Arrays (the official collate's semantics with a static cap): per clip, local ids (T, G) with PAD = V,
 the number of slots per frame (T,) (the list's length, pads included), and task-loss targets

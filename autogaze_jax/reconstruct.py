@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from PIL import Image, ImageDraw
 
 from autogaze_jax import outputs, preprocessing, recon_config, reconstruction_task, visualize
@@ -18,13 +19,16 @@ GAZE_KEYS = ("gazing_pos", "if_padded_gazing", "num_gazing_each_frame")
 def read_gazes(path: str) -> dict:
   """The official gaze arrays of an .npz (as `autogaze-jax gaze --out` writes them)."""
   try:
-    with np.load(path) as data:
-      missing = [k for k in GAZE_KEYS if k not in data]
-      if missing:
-        raise ValueError(f"--gazes: {path} lacks {', '.join(missing)} (keys: {sorted(data.keys())})")
-      return {k: np.asarray(data[k]) for k in GAZE_KEYS}
-  except (OSError, EOFError) as e:
+    data = np.load(path)
+  except (OSError, EOFError, ValueError) as e:
     raise ValueError(f"--gazes: cannot read {path}: {e}") from None
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise ValueError(f"--gazes: {path} is not an .npz archive of named arrays")
+  with data:
+    missing = [k for k in GAZE_KEYS if k not in data]
+    if missing:
+      raise ValueError(f"--gazes: {path} lacks {', '.join(missing)} (keys: {sorted(data.keys())})")
+    return {k: np.asarray(data[k]) for k in GAZE_KEYS}
 
 
 def parse_frames(text: str, num_frames: int) -> np.ndarray:
@@ -43,6 +47,18 @@ def parse_frames(text: str, num_frames: int) -> np.ndarray:
   return np.asarray(frames, np.int32)
 
 
+_JITTED = {}  # id(model) -> (model, its jitted evaluation)
+
+
+def _jitted(model):
+  """One jitted evaluation per reconstructor; the weights are an argument (not constants baked
+  into the program), so repeated calls on new clips reuse the compile."""
+  if id(model) not in _JITTED:
+    graphdef = nnx.graphdef(model)
+    _JITTED[id(model)] = (model, jax.jit(lambda state, *a: reconstruction_task.evaluate(nnx.merge(graphdef, state), *a)))
+  return _JITTED[id(model)][1]
+
+
 def reconstruct(model, video_bt3hw, gazes: dict, frames) -> dict:
   """Reconstruction (B, F, 3, S, S), loss_each_frame (B, F) and the fixed-shape gazes of the
   frames `frames`, in the order given."""
@@ -53,8 +69,8 @@ def reconstruct(model, video_bt3hw, gazes: dict, frames) -> dict:
     raise ValueError(f"--gazes: gazes for {pos.shape[0] if pos.ndim == 2 else '?'} clips x "
                      f"{len(gazes['num_gazing_each_frame'])} frames, the video is {b} x {t}")
   ids, lens = outputs.from_official(pos, gazes["if_padded_gazing"], gazes["num_gazing_each_frame"], vocab, 1)
-  fn = jax.jit(lambda v, i, n, f: reconstruction_task.evaluate(model, v, i, n, f))
-  out = fn(jnp.asarray(video_bt3hw, jnp.float32), jnp.asarray(ids), jnp.asarray(lens), jnp.asarray(frames))
+  out = _jitted(model)(nnx.state(model), jnp.asarray(video_bt3hw, jnp.float32), jnp.asarray(ids), jnp.asarray(lens),
+                          jnp.asarray(frames))
   return {"reconstruction": np.asarray(out["reconstruction"]), "loss_each_frame": np.asarray(out["loss_each_frame"]),
           "frame_idx": np.asarray(frames), "ids": ids}
 

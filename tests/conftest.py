@@ -80,6 +80,18 @@ def official_dir(parity_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def official_recon_dir(parity_dir, tmp_path_factory):
+  """The reference tiny VideoMAE laid out like an official folder: model.safetensors + config.json."""
+  import json
+
+  d = tmp_path_factory.mktemp("recon_official")
+  (d / "model.safetensors").symlink_to(parity_dir / "recon_tiny_seed0.safetensors")
+  cfg = json.loads((parity_dir / "recon_tiny_seed0_config.json").read_text())
+  (d / "config.json").write_text(json.dumps(cfg["hf_config"]))
+  return d
+
+
+@pytest.fixture(scope="session")
 def official_model(official_dir):
   from autogaze_jax import AutoGaze
   from autogaze_jax import mesh as mesh_lib

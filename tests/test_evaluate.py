@@ -25,7 +25,7 @@ def test_pixel_quality_follows_the_definitions():
   mse = ((a.astype(float) - b) ** 2).reshape(2, -1).mean(1)
   np.testing.assert_allclose(psnr, np.mean(10 * np.log10(255**2 / mse)), rtol=1e-6)
   assert 0 < ssim < 1
-  assert evaluate.pixel_quality(a, a)[1] == pytest.approx(1.0)
+  assert evaluate.pixel_quality(a, a) == (evaluate.PSNR_CAP, pytest.approx(1.0))
 
 
 def test_settings_are_checked():
@@ -35,6 +35,10 @@ def test_settings_are_checked():
     evaluate.settings("1.5", None, 0.75)
   with pytest.raises(ValueError, match="'x' is not a number"):
     evaluate.settings("0.1,x", None, 0.75)
+  with pytest.raises(ValueError, match="--eps: 'nan' is not finite|--eps: nan is not finite"):
+    evaluate.settings("0.1", "nan", 0.75)
+  with pytest.raises(ValueError, match="--cap: 0 is outside"):
+    evaluate.settings("0.1", None, 0)
   with pytest.raises(ValueError, match="give --ratios and/or --eps"):
     evaluate.settings("", None, 0.75)
 
@@ -46,7 +50,7 @@ def test_sweep_on_tiny_models(tmp_path):
   with mesh_lib.use(tiny.mesh):
     recon = Reconstructor(rcfg, nnx.Rngs(0))
   clips = [sample_video.make_clip(4, 64, s) for s in range(2)]
-  grid = evaluate.settings("0.1,0.75", "0.5", 0.75)
+  grid = evaluate.settings("0.1,0.75", "0.5", 0.75)  # 0.75 and the eps rows share one slot count
   report = evaluate.run(tiny, recon, ["a", "b"], clips, grid, str(tmp_path))
   assert json.loads((tmp_path / "eval.json").read_text()) == report
   for name in ("eval.md", "quality_vs_ratio.png", "examples.png"):
@@ -63,14 +67,6 @@ def test_sweep_on_tiny_models(tmp_path):
     assert o["l1"]["mean"] > 0 and np.isfinite(o["psnr"]["mean"]) and -1 < o["ssim"]["mean"] <= 1
     np.testing.assert_allclose(o["l1"]["mean"], np.mean([r["l1"] for r in s["clips"]]))
   assert "| ratio 0.1 |" in (tmp_path / "eval.md").read_text()
-
-
-@pytest.fixture(scope="module")
-def official_recon_dir(parity_dir, tmp_path_factory):
-  d = tmp_path_factory.mktemp("recon_official_eval")
-  (d / "model.safetensors").symlink_to(parity_dir / "recon_tiny_seed0.safetensors")
-  (d / "config.json").write_text(json.dumps(json.loads((parity_dir / "recon_tiny_seed0_config.json").read_text())["hf_config"]))
-  return d
 
 
 def test_command_on_a_real_clip(official_dir, official_recon_dir, parity_dir, tmp_path, capsys):

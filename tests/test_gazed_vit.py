@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vit_config
-from autogaze_jax.models import gazed_vit
+from autogaze_jax.models import gazed_vit, vit_blocks
 from autogaze_jax.models.patches import patchify
 from test_perceptual import _hf_siglip
 
@@ -128,6 +128,38 @@ def test_attention_types_in_the_model(model, pixels, attn_type, changes_frame0, 
   assert moved(slice(10, 20))
   assert moved(slice(0, 10)) == changes_frame0
   assert moved(slice(20, 30)) == changes_frame2
+
+
+@pytest.mark.parametrize("pad_rows", vit_blocks.PAD_ROW_MODES)
+def test_pad_row_modes_equal_an_explicit_mask_chunked_or_not(pad_rows):
+  """Each way of computing padded rows against a mask written out by hand, in one pass and
+  in query chunks (the path long so400m sequences take)."""
+  rng = np.random.default_rng(0)
+  b, n, h, d = 2, 11, 2, 4
+  q, k, v = (rng.normal(size=(b, n, h, d)).astype(np.float32) for _ in range(3))
+  fid = np.sort(rng.integers(0, 4, (b, n)), axis=1).astype(np.int32)
+  pad = rng.random((b, n)) < 0.3
+  pad[:, 0] = False
+  pad[0, 5] = True
+  one = vit_blocks.block_causal_attention(q, k, v, fid, fid, pad, query_chunk=64, pad_rows=pad_rows)
+  chunked = vit_blocks.block_causal_attention(q, k, v, fid, fid, pad, query_chunk=3, pad_rows=pad_rows)
+  np.testing.assert_allclose(chunked, one, rtol=1e-5, atol=1e-6)
+  i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+  keep = (fid[:, None, :] <= fid[:, :, None]) & ~pad[:, None, :]
+  if pad_rows == "self":
+    keep |= (i == j)[None]
+  if pad_rows == "last":
+    keep = np.where(pad[:, :, None], ~pad[:, None, :] | (j <= i)[None], keep)
+  s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(d)
+  s = np.where(keep[:, None], s, np.finfo(np.float32).min).astype(np.float64)
+  p = np.exp(s - s.max(-1, keepdims=True))
+  want = np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v)
+  if pad_rows == "zero":
+    want = np.where(pad[:, :, None, None], 0.0, want)
+  np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-6)
+  if pad_rows != "masked":  # real rows never change with the pad-row mode
+    base = vit_blocks.block_causal_attention(q, k, v, fid, fid, pad, pad_rows="masked")
+    np.testing.assert_array_equal(np.asarray(one)[~pad], np.asarray(base)[~pad])
 
 
 def test_a_mismatched_file_names_the_parameter(hf_file):

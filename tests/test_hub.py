@@ -45,8 +45,8 @@ def test_hub_id_loads_from_the_local_cache(offline_cache, parity_dir, official_m
 
 
 def test_uncached_id_offline_fails_with_one_line_saying_what_to_download(offline_cache, capsys):
-  with pytest.raises(ValueError, match=r"config.json is neither reachable nor in the local hub cache.*"
-                                       r"https://huggingface.co/nvidia/AutoGaze into a folder"):
+  with pytest.raises(ValueError, match=r"no such local path, and as a hub id its config.json is neither reachable "
+                                       r"nor in the local hub cache.*https://huggingface.co/nvidia/AutoGaze into a folder"):
     AutoGaze.from_pretrained("nvidia/AutoGaze")
   rc = cli.main(["gaze", "--checkpoint", "nvidia/AutoGaze", "--video", "x.mp4"])
   err = capsys.readouterr().err.strip().splitlines()

@@ -3,23 +3,12 @@
 the task video as an .npz, the reference's gazes as `gaze --out` writes them, every frame or
 the reference's subset in its order; and its errors."""
 
-import json
-
 import numpy as np
 import pytest
 
 from autogaze_jax import cli
 
 TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def official_recon(parity_dir, tmp_path_factory):
-  d = tmp_path_factory.mktemp("recon_official")
-  (d / "model.safetensors").symlink_to(parity_dir / "recon_tiny_seed0.safetensors")
-  hf = json.loads((parity_dir / "recon_tiny_seed0_config.json").read_text())["hf_config"]
-  (d / "config.json").write_text(json.dumps(hf))
-  return d
 
 
 def _inputs(parity_dir, tmp_path, case):
@@ -32,12 +21,12 @@ def _inputs(parity_dir, tmp_path, case):
 
 @pytest.mark.parametrize("case", ["r010", "r075_tlrm055"])
 @pytest.mark.parametrize("tag", ["all16", "sub"])
-def test_matches_the_official_reconstruction(parity_dir, official_recon, tmp_path, capsys, case, tag):
+def test_matches_the_official_reconstruction(parity_dir, official_recon_dir, tmp_path, capsys, case, tag):
   ref, video, gazes = _inputs(parity_dir, tmp_path, case)
   frames = ref[f"{tag}_frame_idx"]
   which = "all" if tag == "all16" else ",".join(map(str, frames.tolist()))
   out, viz = tmp_path / "out.npz", tmp_path / "out.png"
-  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon), "--video", str(video), "--gazes", str(gazes),
+  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
                  "--frames", which, "--out", str(out), "--viz", str(viz)])
   assert rc in (0, None), capsys.readouterr().err
   got = np.load(out)
@@ -50,23 +39,25 @@ def test_matches_the_official_reconstruction(parity_dir, official_recon, tmp_pat
 
 
 @pytest.mark.parametrize("extra, message", [
-  (["--frames", "3,99"], "frame 99 is outside the video's 16 frames"),
+  (["--frames", "3,{T}"], "frame {T} is outside the video's {T} frames"),
   (["--frames", "2,2"], "repeats a frame"),
   (["--frames", "x"], "is not 'all' or comma-separated"),
   (["--num-frames", "4"], "an .npz input is used whole"),
 ])
-def test_bad_arguments_are_named(parity_dir, official_recon, tmp_path, capsys, extra, message):
-  _, video, gazes = _inputs(parity_dir, tmp_path, "r010")
-  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon), "--video", str(video), "--gazes", str(gazes),
+def test_bad_arguments_are_named(parity_dir, official_recon_dir, tmp_path, capsys, extra, message):
+  ref, video, gazes = _inputs(parity_dir, tmp_path, "r010")
+  t = ref["video_for_task"].shape[1]
+  extra, message = [e.format(T=t) for e in extra], message.format(T=t)
+  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
                  "--out", str(tmp_path / "o.npz")] + extra)
   assert rc == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_bad_gazes_and_checkpoints_are_named(parity_dir, official_recon, tmp_path, capsys):
+def test_bad_gazes_and_checkpoints_are_named(parity_dir, official_recon_dir, tmp_path, capsys):
   _, video, gazes = _inputs(parity_dir, tmp_path, "r010")
   np.savez(tmp_path / "partial.npz", gazing_pos=np.load(gazes)["gazing_pos"])
   base = ["reconstruct", "--video", str(video), "--out", str(tmp_path / "o.npz")]
-  assert cli.main(base + ["--checkpoint", str(official_recon), "--gazes", str(tmp_path / "partial.npz")]) == 2
+  assert cli.main(base + ["--checkpoint", str(official_recon_dir), "--gazes", str(tmp_path / "partial.npz")]) == 2
   assert "lacks if_padded_gazing, num_gazing_each_frame" in capsys.readouterr().err
   assert cli.main(base + ["--checkpoint", str(tmp_path), "--gazes", str(gazes)]) == 2
   assert "needs config.json and model.safetensors or videomae.pt" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def pack_gazes(gazing_pos, if_padded, num_gazing_each_frame, bucket: int = 128):
 # padded ones before it, and in bidirectional mode (a padding mask, the variable-length
 # kernel) its attention output is zero. Real slots never see padded ones in any mode; the rows
 # matter only to the pooling head, which has no mask.
-PAD_ROWS = {"block_causal": "self", "frame_independent": "self", "causal": "last", "bidirectional": "zero"}
+PAD_ROWS_OF_ATTN_TYPE = {"block_causal": "self", "frame_independent": "self", "causal": "last", "bidirectional": "zero"}
 
 
 class GazedViT(feature_vit.FeatureViT):
@@ -83,7 +83,7 @@ class GazedViT(feature_vit.FeatureViT):
     super().__init__(cfg, rngs)
     self.post_layernorm = _layer_norm(cfg.hidden, cfg.eps, rngs)
     if cfg.get("pool_head", False):  # SigLIP's attention-pooling head (checkpoints that keep it)
-      self.head = PoolingHead(cfg.hidden, cfg.heads, cfg.mlp, cfg.eps, rngs)
+      self.head = PoolingHead(cfg.hidden, cfg.heads, cfg.mlp, cfg.eps, rngs, cfg.approximate_gelu)
 
   @property
   def tokens_per_frame(self) -> int:
@@ -101,7 +101,7 @@ class GazedViT(feature_vit.FeatureViT):
     attn_type = attn_type or self.cfg.attn_type
     ids, same = attention_rule(attn_type, frame_ids_bn)
     for block in self.blocks:
-      x = block(x, ids, padded_bn, same, PAD_ROWS[attn_type])
+      x = block(x, ids, padded_bn, same, PAD_ROWS_OF_ATTN_TYPE[attn_type])
     return self.post_layernorm(x)
 
   def embed(self, pixels_bt3hw, positions_bn, padded_bn):

@@ -68,6 +68,18 @@ def apply_rope(x_bthk, pos_bt, inv_freq):
   return x_bthk * cos + rot * sin
 
 
+PREFIX_CHUNKS = 8  # query chunks of a whole causal block (attend, no cache)
+
+
+def _prefix_chunk(qc_bchd, qpos_c, k_bhsd, v_bhsd, ok_bs, scale):
+  """Causal softmax attention of a chunk of queries over the keys before and at them."""
+  qh = jnp.swapaxes(qc_bchd * scale, 1, 2)
+  keep = ok_bs[:, None, :] & (jnp.arange(k_bhsd.shape[2])[None, :] <= qpos_c[:, None])[None]
+  s = jnp.where(keep[:, None], jnp.einsum("bhqd,bhsd->bhqs", qh, k_bhsd).astype(jnp.float32), _NEG)
+  p = jax.nn.softmax(s, axis=-1).astype(v_bhsd.dtype)
+  return jnp.einsum("bhqs,bhsd->bqhd", p, v_bhsd)
+
+
 def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query_chunk=104):
   """Softmax attention of the last Q tokens of a new block over the cache and the block.
 
@@ -105,6 +117,18 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
   qpos = jnp.arange(t - q, t)
   if q <= query_chunk:
     return one(q_bqhk, qpos)
+  if not has_cache and q == t:
+    # A whole causal block (the teacher-forced pass): query chunk c needs only the keys up to
+    # its last query, so a static loop over a few wide chunks skips the masked-out upper
+    # triangle (44 % of the scores for 8 chunks; the 224-px NTP reference step runs a third
+    # faster) instead of scoring every key.
+    width = max(query_chunk, -(-q // PREFIX_CHUNKS))
+    outs = []
+    for c0 in range(0, q, width):
+      c1 = min(c0 + width, q)
+      outs.append(_prefix_chunk(q_bqhk[:, c0:c1], qpos[c0:c1], new_k[:, :, :c1], new_v[:, :, :c1],
+                                new_ok_bt[:, :c1], scale))
+    return jnp.concatenate(outs, 1)
   n = -(-q // query_chunk)
   pad = n * query_chunk - q
   qs = jnp.pad(q_bqhk, ((0, 0), (0, pad), (0, 0), (0, 0)))

@@ -30,7 +30,7 @@ def _layer_norm(d, eps, rngs):
   )
 
 
-PAD_ROWS = ("masked", "self", "zero", "last")
+PAD_ROW_MODES = ("masked", "self", "zero", "last")
 
 
 def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs, query_chunk=1024,
@@ -43,9 +43,11 @@ def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs,
   official flash-attention path's variable-length kernel returns for them); "last", every
   real key and the padded keys up to the token itself (the official causal flash-attention
   path, which moves padded slots to the end and applies a plain causal mask)."""
-  if pad_rows not in PAD_ROWS:
-    raise ValueError(f"pad_rows: {pad_rows!r} is not one of {PAD_ROWS}")
+  if pad_rows not in PAD_ROW_MODES:
+    raise ValueError(f"pad_rows: {pad_rows!r} is not one of {PAD_ROW_MODES}")
   b, q, h, d = q_bqhd.shape
+  if pad_rows != "masked" and k_bshd.shape[1] != q:
+    raise ValueError(f"pad_rows={pad_rows!r} needs self-attention (as many queries as keys), got {q} and {k_bshd.shape[1]}")
   scale = d**-0.5
 
   def one(qc, qfid, qidx, qpad):
@@ -63,8 +65,7 @@ def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs,
     return jnp.einsum("bhqs,bshd->bqhd", p, v_bshd)
 
   qidx = jnp.arange(q)
-  # Queries and keys are the same tokens wherever pad_rows matters (self-attention).
-  qpad = k_pad_bs if k_pad_bs.shape[1] == q else jnp.zeros((b, q), bool)
+  qpad = k_pad_bs if pad_rows != "masked" else jnp.zeros((b, q), bool)  # the same tokens as the keys
   if q <= query_chunk:
     out = one(q_bqhd, q_fid_bq, qidx, qpad)
   else:
@@ -124,10 +125,12 @@ class ViTBlock(nnx.Module):
 
 class PoolingHead(nnx.Module):
   """SigLIP's attention-pooling head: a learned probe attends over the tokens (one multi-head
-  attention with a fused q/k/v projection), then LayerNorm and a residual GELU-tanh MLP."""
+  attention with a fused q/k/v projection), then LayerNorm and a residual GELU MLP (the
+  tower's activation; tanh for SigLIP)."""
 
-  def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs):
+  def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs, approximate_gelu: bool = True):
     self.heads = heads
+    self.approximate_gelu = approximate_gelu
     self.probe = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, d)), out_sharding=(None, None, "embed"))
     self.in_proj = _linear(d, 3 * d, ("embed", "heads"), rngs)
     self.out_proj = _linear(d, d, ("heads", "embed"), rngs)
@@ -146,5 +149,5 @@ class PoolingHead(nnx.Module):
     pad = jnp.zeros((b, n), bool) if valid_bn is None else ~valid_bn
     o = block_causal_attention(split(q), split(k), split(v), jnp.zeros((b, 1), jnp.int32), fid, pad)
     o = self.out_proj(o.reshape(b, 1, d))
-    o = o + self.fc2(jax.nn.gelu(self.fc1(self.layernorm(o)), approximate=True))
+    o = o + self.fc2(jax.nn.gelu(self.fc1(self.layernorm(o)), approximate=self.approximate_gelu))
     return o[:, 0]

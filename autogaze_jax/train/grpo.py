@@ -31,7 +31,13 @@ def group_centered(reward_bgr):
 
 
 def discounted_advantages(adv_nr, real_nl, traj_len_nr, gamma: float):
-  """Per-slot advantages (N, L) from per-reward advantages (N, R) (the official code's exact semantics).
+  """Per-slot advantages (N, L): the sum over rewards of `discounted_advantages_each_reward`."""
+  return jnp.sum(discounted_advantages_each_reward(adv_nr, real_nl, traj_len_nr, gamma), axis=1)
+
+
+def discounted_advantages_each_reward(adv_nr, real_nl, traj_len_nr, gamma: float):
+  """Per-slot advantages of each reward (N, R, L) from per-reward advantages (N, R) (the
+  official code's exact semantics).
 
   real (N, L) bool marks real slots; traj_len (N, R) is the slot index just after the
   rewarded frame. For j < L_r and real: adv_r[j] = A_r * gamma ** d, d = (real slots in
@@ -42,7 +48,7 @@ def discounted_advantages(adv_nr, real_nl, traj_len_nr, gamma: float):
   upto = jnp.cumsum(inside, axis=-1)
   dist = upto[..., -1:] - upto + inside - 1  # real slots in [j, L_r) minus 1
   weight = jnp.where(inside, jnp.float32(gamma) ** jnp.maximum(dist, 0), 0.0)
-  return jnp.sum(adv_nr[:, :, None] * weight, axis=1)
+  return adv_nr[:, :, None] * weight
 
 
 def rollout_losses(logp_nl, pred_nl, adv_nl, real_nl, target_nl, target_mask_nl, denom=None):

@@ -1,7 +1,7 @@
 """GRPO rollouts and their rewards (docs/design.md, GRPO), all under stop-gradient.
 
-Per clip (the official setup runs one clip per GPU and micro-batch; here a step's B clips
-are independent in the same way):
+Per clip (the official RL setup runs one clip per GPU and micro-batch; here a step's B clips
+are independent, except that `shared_draws` gives them the official single ε and frame draw):
 1. ε ~ U[eps_min, eps_max] for the clip (or one ε for the step with `shared_draws`, as officially);
 2. a pilot rollout samples at temperature τ with the per-frame cap int(pilot_ratio * V)
    and the task-loss stop rule at ε; its real gazes per frame c_t are the group's budgets;
@@ -150,7 +150,7 @@ def rollout(model, video, key, tau, spec: RolloutSpec) -> dict:
 
 
 def reward_frames(key, batch: int, num_frames: int, rate: float, shared: bool = False):
-  """The frames each clip is rewarded on (B, R): R = int(T * rate) distinct frames in random
+  """The frames each clip is rewarded on (B, R): R = max(1, int(T * rate)) distinct frames in random
   order, a draw per clip, or with `shared` one draw for the whole batch (the official
   `randperm(T)[:R]` once per step)."""
   if shared:

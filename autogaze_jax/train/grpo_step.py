@@ -37,12 +37,12 @@ class StepSpec:
 
 
 def _advantages(rew, ids, lens, vocab: int, gamma: float):
-  """Flattened real-slot mask (N, T*S) and per-slot advantages (N, T*S)."""
+  """Flattened real-slot mask (N, T*S) and per-slot advantages of each reward (N, R, T*S)."""
   b, g, t, s = ids.shape
   real = grpo_rollout.real_slots(ids, lens, vocab).reshape(b * g, t * s)
   a = grpo.group_centered(rew["reward"]).reshape(b * g, -1)
   traj = grpo.repeat_groups((rew["frames"] + 1) * s, g)  # slot index just after frame f_r
-  return real, grpo.discounted_advantages(a, real, traj, gamma)
+  return real, grpo.discounted_advantages_each_reward(a, real, traj, gamma)
 
 
 def _policy_gradient(model, video, g: int, c: int, per_row):
@@ -102,12 +102,14 @@ def policy_update(model, video, task_video, ids_bgts, lens_bgt, frames_br, recon
   b, g, t, s = ids_bgts.shape
   n = b * g
   ids, lens = ids_bgts.reshape(n, t, s), lens_bgt.reshape(n, t)
-  real, adv = _advantages(rew, ids_bgts, lens_bgt, vocab, spec.gamma)
+  real, adv_each = _advantages(rew, ids_bgts, lens_bgt, vocab, spec.gamma)
+  adv = adv_each.sum(1)
   target, tmask = rew["targets"].reshape(n, -1), rew["target_mask"].reshape(n, -1)
   loss, pg, tl, grads, logp, pred = _policy_gradient(model, video, g, spec.rollout.chunk,
                                                      (ids, lens, adv, real, target, tmask))
   pg_n, tl_n = grpo.rollout_losses(logp, pred, adv, real, target, tmask)  # values only, for the record
-  out = {"rewards": rew, "real": real, "advantages": adv, "loss": loss, "grpo_loss": pg,
+  out = {"rewards": rew, "real": real, "advantages": adv, "advantages_each_reward": adv_each,
+         "loss": loss, "grpo_loss": pg,
          "task_loss_prediction_loss": tl, "log_probs": logp, "task_loss_prediction": pred,
          "grpo_loss_each_rollout": pg_n, "task_loss_prediction_loss_each_rollout": tl_n}
   return grads, out
