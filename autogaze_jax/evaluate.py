@@ -120,13 +120,15 @@ def table(report: dict) -> str:
            "mean ± std over clips", "",
            "| setting | gaze ratio | L1 (official space) | PSNR (dB) | SSIM | s / clip (gaze + recon) |",
            "|---|---|---|---|---|---|"]
+  def pm(o, k, f):
+    return f"{o[k]['mean']:{f}} ± {o[k]['std']:{f}}"
+
   for s in report["settings"]:
     o = s["overall"]
     name = f"ratio {s['ratio']}" + (f", ε {s['eps']}" if s["eps"] is not None else "")
-    pm = lambda k, f: f"{o[k]['mean']:{f}} ± {o[k]['std']:{f}}"
     secs = o["seconds_gaze"]["mean"] + o["seconds_reconstruct"]["mean"]
-    lines.append(f"| {name} | {pm('gaze_ratio', '.3f')} | {pm('l1', '.4f')} | {pm('psnr', '.2f')} | "
-                 f"{pm('ssim', '.3f')} | {secs:.2f} |")
+    lines.append(f"| {name} | {pm(o, 'gaze_ratio', '.3f')} | {pm(o, 'l1', '.4f')} | {pm(o, 'psnr', '.2f')} | "
+                 f"{pm(o, 'ssim', '.3f')} | {secs:.2f} |")
   return "\n".join(lines) + "\n"
 
 

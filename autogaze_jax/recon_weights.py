@@ -145,7 +145,8 @@ def load_dir(path: str, mesh=None):
   if not weights or not os.path.isfile(cfg_path):
     raise ValueError(f"reconstructor checkpoint: {path} needs config.json and model.safetensors or videomae.pt")
   try:
-    hf = json.loads(open(cfg_path).read())
+    with open(cfg_path) as f:
+      hf = json.load(f)
   except json.JSONDecodeError as e:
     raise ValueError(f"reconstructor checkpoint: {cfg_path} is not valid JSON: {e}") from None
   return load(weights[0], config_from_hf(hf), mesh)

@@ -67,28 +67,28 @@ def parity_dir():
   return PARITY
 
 
-@pytest.fixture(scope="session")
-def official_dir(parity_dir, tmp_path_factory):
-  """The parity weights laid out like a downloaded release: model.safetensors + config.json."""
+def _official_folder(parity_dir, tmp_path_factory, name: str):
+  """Reference weights `<name>.safetensors` laid out like an official folder: model.safetensors
+  (a link) + config.json (the `hf_config` of `<name>_config.json`)."""
   import json
 
-  d = tmp_path_factory.mktemp("official")
-  (d / "model.safetensors").symlink_to(parity_dir / "gaze_seed0.safetensors")
-  cfg = json.loads((parity_dir / "gaze_seed0_config.json").read_text())
+  d = tmp_path_factory.mktemp(name)
+  (d / "model.safetensors").symlink_to(parity_dir / f"{name}.safetensors")
+  cfg = json.loads((parity_dir / f"{name}_config.json").read_text())
   (d / "config.json").write_text(json.dumps(cfg["hf_config"]))
   return d
+
+
+@pytest.fixture(scope="session")
+def official_dir(parity_dir, tmp_path_factory):
+  """The parity gaze weights laid out like a downloaded release."""
+  return _official_folder(parity_dir, tmp_path_factory, "gaze_seed0")
 
 
 @pytest.fixture(scope="session")
 def official_recon_dir(parity_dir, tmp_path_factory):
-  """The reference tiny VideoMAE laid out like an official folder: model.safetensors + config.json."""
-  import json
-
-  d = tmp_path_factory.mktemp("recon_official")
-  (d / "model.safetensors").symlink_to(parity_dir / "recon_tiny_seed0.safetensors")
-  cfg = json.loads((parity_dir / "recon_tiny_seed0_config.json").read_text())
-  (d / "config.json").write_text(json.dumps(cfg["hf_config"]))
-  return d
+  """The reference tiny VideoMAE laid out like an official reconstructor folder."""
+  return _official_folder(parity_dir, tmp_path_factory, "recon_tiny_seed0")
 
 
 @pytest.fixture(scope="session")

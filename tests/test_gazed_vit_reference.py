@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import feature_vit, gazed_vit
 
-TOL = dict(rtol=1e-4, atol=1e-4)  # the reference README's tolerance for this file
+TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerance for this file
 NAME = "vit_siglip_gazed_seed0"
 
 
@@ -23,8 +23,8 @@ def tower(parity_dir):
   meta = json.loads((parity_dir / f"{NAME}_config.json").read_text())
   hf = meta["hf_config"]
   cfg = feature_vit.config_from_hf(hf)
-  cfg.update(dict(image_size=int(hf["image_size"]), scales=tuple(sorted(int(s) for s in hf["scales"].split("+"))),
-                  attn_type="block_causal", token_bucket=128))
+  cfg.update({"image_size": int(hf["image_size"]), "scales": tuple(sorted(int(s) for s in hf["scales"].split("+"))),
+              "attn_type": "block_causal", "token_bucket": 128})
   model = gazed_vit.build(cfg, load_file(str(parity_dir / f"{NAME}.safetensors")),
                           mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
   return meta, model, np.load(parity_dir / f"{NAME}_expected.npz")
@@ -58,12 +58,13 @@ def test_hidden_states_and_pooled_output_in_every_saved_mode(tower):
   assert (~real).any()  # the case has pads between real gazes
   saved = {name: mode for name, mode in meta["modes"].items() if mode["saved"]}
   assert {_our_mode(m) for m in saved.values()} == set(gazed_vit.PAD_ROWS_OF_ATTN_TYPE)  # every mode we offer
-  for name, mode in saved.items():
-    def run(*a, attn_type=_our_mode(mode)):
-      hidden = model(*a, attn_type=attn_type)
-      return hidden, model.pool(hidden, a[-1], t)
+  def run(pixels, pos, pad, fid, attn_type):
+    hidden = model(pixels, pos, pad, fid, attn_type=attn_type)
+    return hidden, model.pool(hidden, fid, t)
 
-    hidden, pooled = jax.jit(run)(ref["pixel_values"], pos, pad, fid)
+  run = jax.jit(run, static_argnames="attn_type")
+  for name, mode in saved.items():
+    hidden, pooled = run(ref["pixel_values"], pos, pad, fid, attn_type=_our_mode(mode))
     np.testing.assert_allclose(np.asarray(hidden)[:, :n][real], ref[f"{name}_last_hidden_state"][real], **TOL,
                                err_msg=name)
     np.testing.assert_allclose(pooled, ref[f"{name}_pooler_output"], **TOL, err_msg=name)

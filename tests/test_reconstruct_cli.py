@@ -8,7 +8,7 @@ import pytest
 
 from autogaze_jax import cli
 
-TOL = dict(rtol=1e-4, atol=1e-4)
+TOL = {"rtol": 1e-4, "atol": 1e-4}
 
 
 def _inputs(parity_dir, tmp_path, case):

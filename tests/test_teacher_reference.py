@@ -14,7 +14,7 @@ from autogaze_jax import perceptual, reconstruction_task
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import feature_vit, gazed_vit
 
-TOL = dict(rtol=1e-4, atol=1e-4)  # the reference README's tolerance for these files
+TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerance for these files
 
 
 def _one():
@@ -57,8 +57,8 @@ def test_siglip_dense_tower_matches_transformers(parity_dir):
   """Our SigLIP tower with its post-LayerNorm (GazedViT.dense, the stock image ViT) and its
   pooling head gives transformers' `last_hidden_state` and `pooler_output`."""
   cfg, tensors, _, ref = _tower(parity_dir, "vit_siglip_tower_seed0")
-  cfg.update(dict(image_size=ref["pixel_values"].shape[-1], scales=(ref["pixel_values"].shape[-1],),
-                  attn_type="block_causal", token_bucket=128))
+  size = ref["pixel_values"].shape[-1]
+  cfg.update({"image_size": size, "scales": (size,), "attn_type": "block_causal", "token_bucket": 128})
   model = gazed_vit.build(cfg, tensors, mesh=_one())
 
   def run(x):
@@ -84,7 +84,7 @@ def test_official_loss_terms(parity_dir):
   terms = [(w, model) for w, (_, _, model, _) in zip(weights[1:], towers)]
   pred, target = loss_ref["pred"][:, None], loss_ref["target"][:, None]  # (B, R=1, 3, H, W)
   loss, l1, parts = jax.jit(lambda p, t: reconstruction_task.frame_loss(p, t, terms))(pred, target)
-  exact = dict(rtol=1e-4, atol=1e-6)  # the README's tolerance for these losses (values ~0.01-0.1)
+  exact = {"rtol": 1e-4, "atol": 1e-6}  # the README's tolerance for these losses (values ~0.01-0.1)
   np.testing.assert_allclose(l1[:, 0], loss_ref["l1"], **exact)
   np.testing.assert_allclose(parts[:, 0, 0], loss_ref["dinov2_reg"], **exact)
   np.testing.assert_allclose(parts[:, 0, 1], loss_ref["siglip2"], **exact)

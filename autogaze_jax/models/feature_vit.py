@@ -55,10 +55,10 @@ def config_from_hf(hf: dict) -> ml_collections.ConfigDict:
     base = dinov2_reg_config() if kind == "dinov2_with_registers" else siglip2_config()
     d = int(hf["hidden_size"])
     mlp = int(hf["intermediate_size"]) if "intermediate_size" in hf else int(d * hf["mlp_ratio"])
-    base.update(dict(hidden=d, layers=int(hf["num_hidden_layers"]), heads=int(hf["num_attention_heads"]),
-                     mlp=mlp, eps=float(hf["layer_norm_eps"]), patch=int(hf["patch_size"]),
-                     pos_grid=int(hf["image_size"]) // int(hf["patch_size"]),
-                     approximate_gelu=_GELU_APPROXIMATE[act]))
+    base.update({"hidden": d, "layers": int(hf["num_hidden_layers"]), "heads": int(hf["num_attention_heads"]),
+                 "mlp": mlp, "eps": float(hf["layer_norm_eps"]), "patch": int(hf["patch_size"]),
+                 "pos_grid": int(hf["image_size"]) // int(hf["patch_size"]),
+                 "approximate_gelu": _GELU_APPROXIMATE[act]})
     if kind == "dinov2_with_registers":
       base.registers = int(hf.get("num_register_tokens", 4))
     # transformers' full towers keep these; the perceptual losses do not use them
