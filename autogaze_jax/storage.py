@@ -12,7 +12,7 @@ import glob as glob_lib
 import io
 import json
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from etils import epath
 

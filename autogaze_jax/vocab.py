@@ -1,4 +1,4 @@
-"""The multi-scale gaze vocabulary (GAZE_MODEL.md §2) and per-frame budgets (§7.1).
+"""The multi-scale gaze vocabulary and per-frame budgets (docs/design.md, "Vocabulary and budgets").
 
 A frame's local ids are scale-major, coarse to fine, row-major inside a scale; id V (265 in
 the release) is PAD/EOS. Global ids are `t * V + local`.

@@ -40,7 +40,8 @@ def main(argv=None):
       rng = np.random.default_rng(0)
       video = rng.normal(size=(batch, args.frames, 3, 224, 224)).astype(np.float32)
       budgets = vocab.budgets_from_ratio(ratio, args.frames, 265)
-      run = lambda: gazer.generate(video, budgets, None, lockstep=args.lockstep, segments=args.segments)
+      run = lambda video=video, budgets=budgets: gazer.generate(video, budgets, None, lockstep=args.lockstep,
+                                                                segments=args.segments)
       t0 = time.perf_counter()
       run()
       first = time.perf_counter() - t0

@@ -26,8 +26,9 @@ def main(argv=None):
   ap.add_argument("--tiles-per-batch", type=int, default=16)
   args = ap.parse_args(argv)
 
-  from autogaze_jax import AutoGaze, long_video
+  from autogaze_jax import AutoGaze
   from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.inference import long_video
 
   gazer = AutoGaze.from_config(seed=0, mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
   rng = np.random.default_rng(0)

@@ -41,25 +41,22 @@ def measure(config: str, devices: int, steps: int, micro_batch: int = 0) -> dict
   jax.config.update("jax_num_cpu_devices", devices)
   from flax import nnx
 
-  from autogaze_jax import aot, cli
   from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.cli import aot, config_files
   from autogaze_jax.models.gaze import GazeModel
+  from autogaze_jax.train import optim
   from autogaze_jax.train import state as state_lib
 
-  cfg = cli.load_config_file(os.path.join(ROOT, "configs", config))
+  cfg = config_files.load(os.path.join(ROOT, "configs", config))
   cfg.batch_size = max(cfg.batch_size // devices, 1) * devices  # splits over the devices
   if "micro_batch_size" in cfg:  # NTP: gradient accumulation over micro-batches of this many clips
     cfg.micro_batch_size = micro_batch if micro_batch and cfg.batch_size % micro_batch == 0 else 0
   mesh = mesh_lib.make_mesh((-1, 1), devices=jax.devices()[:devices])
   with mesh_lib.use(mesh):
-    step = aot.ntp_step(cfg, mesh) if cfg.stage == "ntp" else aot.grpo_step(cfg, mesh)
+    step = aot.train_step(cfg, mesh)
     args = list(_materialize(step.args, mesh))
     # A real random initialisation for the trained state (zeros would be a degenerate policy).
-    tx = state_lib.make_optimizer(cfg.optimizer, cfg.steps) if cfg.stage == "grpo" else None
-    if tx is None:
-      from autogaze_jax.train import ntp
-
-      tx = ntp.make_optimizer(cfg.optimizer, cfg.steps)
+    tx = optim.make(cfg.optimizer, cfg.steps)
     args[0] = state_lib.create(lambda: GazeModel(cfg.gaze, nnx.Rngs(0)), tx, mesh)[1]
     t0 = time.perf_counter()
     compiled = step.fn.lower(*args).compile()

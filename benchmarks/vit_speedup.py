@@ -1,4 +1,4 @@
-"""ViT speed-up from gazing (TRAINING.md §9.6): the stock SigLIP ViT on every patch of every
+"""ViT speed-up from gazing (docs/design.md, "Gazed ViT"): the stock SigLIP ViT on every patch of every
 frame (dense, per-frame full attention) vs the gazed ViT on the gazed multi-scale tokens only
 (one call, block-causal), plus the time AutoGaze itself takes to pick those tokens.
 
@@ -53,16 +53,17 @@ def measure(gazer, encoder, tiles, dense_pixels, ratio: float, repeats: int, gaz
             attn_type: str, dense_cache: dict, dense_key, bucket: int) -> dict:
   """Times gazing + the gazed ViT on `tiles` (n, T, S, S, 3) uint8 and the dense ViT on
   `dense_pixels` (frames, 3, H, W) (cached under `dense_key`: it does not depend on the ratio)."""
-  from autogaze_jax import preprocessing, target_scales
+  from autogaze_jax import image as image_lib
+  from autogaze_jax.inference import target_scales
   from autogaze_jax.models import gazed_vit
 
   cfg = encoder.cfg
-  gaze_in = np.stack([preprocessing.normalize(t) for t in tiles])
+  gaze_in = np.stack([image_lib.normalize(t) for t in tiles])
   gaze = lambda: target_scales.gaze(gazer, gaze_in, cfg.scales, cfg.patch, ratio, generate_only=True)
   gazes = gaze()  # compile
   gaze_s = _median_s(gaze, gaze_repeats)
   packed = gazed_vit.pack_gazes(gazes["gazing_pos"], gazes["if_padded_gazing"], gazes["num_gazing_each_frame"], bucket)
-  args = (encoder.params, gazed_vit.normalize_uint8(tiles), *(jnp.asarray(a) for a in packed))
+  args = (encoder.params, image_lib.normalize_siglip(tiles), *(jnp.asarray(a) for a in packed))
   gazed, gazed_mib = _compile(encoder.gazed, *args, attn_type=attn_type)
   gazed_s = _median_s(lambda: gazed(*args), repeats)
   dense_s, dense_mib = _dense_time(encoder, dense_pixels, repeats, dense_cache, dense_key)
@@ -79,16 +80,16 @@ def measure(gazer, encoder, tiles, dense_pixels, ratio: float, repeats: int, gaz
 
 def square_rows(gazer, encoder, side: int, frames: int, ratios, args, dense_cache) -> list:
   """A frames x side^2 video: tiled for gazing; the dense ViT at the native resolution."""
-  from autogaze_jax import tiling
-  from autogaze_jax.models import gazed_vit
+  from autogaze_jax import image as image_lib
+  from autogaze_jax.inference import tiling
 
   size = encoder.cfg.scales[-1]
   video = np.random.default_rng(side).integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
   tiles, _ = tiling.tile_video(video, (frames, size, size))
-  dense = gazed_vit.normalize_uint8(video)
+  dense = image_lib.normalize_siglip(video)
   # Equal work: the same dense ViT on the 224^2 tiles that are gazed (dense at the native
   # size above attends over the whole frame, more work than the tiles hold).
-  tile_px = gazed_vit.normalize_uint8(tiles.reshape(-1, size, size, 3))
+  tile_px = image_lib.normalize_siglip(tiles.reshape(-1, size, size, 3))
   tiles_s, _ = _dense_time(encoder, tile_px, args.repeats, dense_cache, side if side == size else ("tiles", len(tiles)))
   rows = []
   for r in ratios:
@@ -103,13 +104,13 @@ def tile_set_rows(gazer, encoder, width: int, height: int, frames: int, ratios, 
   """A frames x width x height video as its tile set (e.g. 3840x2160: 18 x 10 = 180 tiles),
   dense = the ViT on every patch of every tile. Both paths cost the same per tile, so
   `--tiles-in-flight` tiles are measured and the totals scaled to the whole set."""
-  from autogaze_jax.models import gazed_vit
+  from autogaze_jax import image as image_lib
 
   size = encoder.cfg.scales[-1]
   total = -(-width // size) * -(-height // size)
   m = min(args.tiles_in_flight, total)
   tiles = np.random.default_rng(width).integers(0, 256, (m, frames, size, size, 3), dtype=np.uint8)
-  dense = gazed_vit.normalize_uint8(tiles.reshape(m * frames, size, size, 3))
+  dense = image_lib.normalize_siglip(tiles.reshape(m * frames, size, size, 3))
   scale = total / m
   rows = []
   for r in ratios:
@@ -160,10 +161,13 @@ def main(argv=None):
   ap.add_argument("--json", help="also write the rows to this file")
   args = ap.parse_args(argv)
 
-  from autogaze_jax import AutoGaze, cli, encode, vit_config
+  from autogaze_jax import AutoGaze
   from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.cli import config_files
+  from autogaze_jax.inference import encode
+  from autogaze_jax.models import vit_config
 
-  cfg = cli.load_config_file(args.vit_config) if args.vit_config else vit_config.vit_config("base16_224")
+  cfg = config_files.load(args.vit_config) if args.vit_config else vit_config.vit_config("base16_224")
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
   gazer = AutoGaze.from_config(seed=0, mesh=mesh)
   encoder = encode.GazedEncoder(encode.load_vit(cfg, mesh=mesh))

@@ -6,11 +6,11 @@
 Run: autogaze-jax gaze --config configs/gaze.py:released --video clip.mp4 --gazing-ratio 0.1
 """
 
-from autogaze_jax import config as config_lib
+from autogaze_jax.models import gaze_config
 
 
 def get_config(arg: str = "released"):
-  variants = {"released": config_lib.released_config, "tiny": config_lib.tiny_config}
+  variants = {"released": gaze_config.released_config, "tiny": gaze_config.tiny_config}
   if arg not in variants:
     raise ValueError(f"configs/gaze.py: unknown variant {arg!r}; choose one of {sorted(variants)}")
   return variants[arg]()

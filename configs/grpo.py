@@ -3,28 +3,27 @@
   # CPU, minutes: a stage-0 reconstructor first, then GRPO from a random (or NTP) gaze model
   autogaze-jax train --config configs/recon.py:tiny --workdir runs/recon_tiny
   autogaze-jax train --config configs/grpo.py:tiny --workdir runs/grpo_tiny \
-      --config.recon_workdir=runs/recon_tiny [--config.init_gaze=runs/ntp_tiny/gaze_final]
+      --config.oracle.workdir=runs/recon_tiny [--config.init_gaze=runs/ntp_tiny/gaze_final]
   # official scales, test-sized reconstructor (an accelerator helps)
-  autogaze-jax train --config configs/grpo.py:small --workdir runs/grpo_small --config.recon_workdir=runs/recon_small
+  autogaze-jax train --config configs/grpo.py:small --workdir runs/grpo_small --config.oracle.workdir=runs/recon_small
   # the paper's setup: NTP gaze model, official VideoMAE weights (or a stage-0 large run)
   autogaze-jax train --config configs/grpo.py:official --workdir gs://BUCKET/grpo \
-      --config.init_gaze=gs://BUCKET/ntp/gaze_final --config.recon_weights=videomae.pt
+      --config.init_gaze=gs://BUCKET/ntp/gaze_final --config.oracle.weights=videomae.pt
 
 Overrides: --config.steps=500 --config.grpo.group_size=8 "--config.grpo.eps_range=(0.8,1.2)"
 """
 
+import common  # configs/common.py
 import ml_collections
-
-from autogaze_jax.train import config_common
 
 
 def get_config(arg: str = "tiny"):
   """tiny: 64-px 8-frame clips, scales 32+64 (V=20), K=3, Adam; learns in minutes on a CPU.
   small: the official scales 32+64+112+224 and gaze architecture (K=10) with a test-sized
-  reconstructor. official: TRAINING.md §5/§7 literally: G=12, 64 clips (768 rollouts) per
+  reconstructor. official: the official recipe (docs/design.md, "GRPO" and "Optimizers"): G=12, 64 clips (768 rollouts) per
   optimizer step, SGD 5e-4 with 10% warmup and linear decay to 0, τ 3 -> 0.3, γ=0.995."""
-  pick = config_common.picker("grpo", arg)
-  c = config_common.gaze_stage("grpo", arg)
+  pick = common.picker("grpo", arg)
+  c = common.gaze_stage("grpo", arg)
   c.init_gaze = ""  # our gaze checkpoint (e.g. NTP's gaze_final/) or official weights; "" = random
   c.batch_size = pick(4, 2, 64)  # clips per optimizer step; each is rolled out group_size times
   c.steps = pick(300, 200, 2000)  # official: one epoch of the RL data at 64 clips per step
@@ -56,11 +55,11 @@ def get_config(arg: str = "tiny"):
   # validation (greedy, cap int(cap_ratio * V), stop at eps; the paper reports eps = 0.7).
   c.eval = ml_collections.ConfigDict(dict(
     every=pick(50, 50, 1000), num_clips=pick(8, 2, 16), eps=pick(0.6, 0.9, 0.7), cap_ratio=0.75,
-    ratios=config_common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
+    ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
     name=pick("adamw", "adamw", "sgd"), lr=pick(1e-3, 3e-4, 5e-4),
-    warmup_steps=pick(10, 20, 200), final_lr_fraction=pick(0.1, 0.1, 0.0),
+    warmup_steps=pick(10, 20, 200), schedule="linear", min_lr=pick(1e-4, 3e-5, 0.0),
     weight_decay=0.0, momentum=0.0, grad_clip=pick(1.0, 1.0, 0.0),
   ))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))

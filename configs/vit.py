@@ -8,7 +8,7 @@ Run: autogaze-jax encode --vit siglip2.safetensors --vit-config configs/vit.py:b
        --video clip.mp4 --gazing-ratio 0.1 --out features.npz
 """
 
-from autogaze_jax import vit_config
+from autogaze_jax.models import vit_config
 
 
 def get_config(arg: str = "base16_224"):

@@ -25,19 +25,19 @@ import sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the topology compiler needs no local TPU
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from autogaze_jax import aot, cli  # noqa: E402
-from autogaze_jax import mesh as mesh_lib  # noqa: E402
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.cli import (
+  aot,
+  config_files,
+)
 
-BUILDERS = {"ntp": aot.ntp_step, "grpo": aot.grpo_step, "recon": aot.recon_step}
 HEADER = ("step", "mesh (data,fsdp)", "args GiB", "temp GiB", "out GiB", "total/chip GiB", "fits",
           "XLA GFLOP/chip", "loop x", "GFLOP/chip", "GB/chip", "roofline ms", "clips/s (slice)", "compile s")
 
 
 def build(cfg, mesh, gaze_batch_per_chip: int):
   if "stage" in cfg:
-    if cfg.stage not in BUILDERS:
-      raise ValueError(f"config.stage: {cfg.stage!r} has no AOT step (have: {', '.join(BUILDERS)})")
-    return BUILDERS[cfg.stage](cfg, mesh)
+    return aot.train_step(cfg, mesh)
   if "decoder" in cfg:  # a gaze-model config
     return aot.gaze_step(cfg, mesh, gaze_batch_per_chip * mesh.size)
   raise ValueError("--config: neither a training config (with `stage`) nor a gaze-model config")
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
   p.add_argument("--json", help="also write the rows to this file")
   args, overrides = p.parse_known_args(argv)
   try:
-    cfg = cli.apply_overrides(cli.load_config_file(args.config), overrides)
+    cfg = config_files.apply_overrides(config_files.load(args.config), overrides)
     devices = aot.topology_devices(args.topology, args.num_slices)
     chip = aot.CHIPS[args.topology.partition(":")[0]]
     default = tuple(cfg.mesh.shape) if "mesh" in cfg else (-1, 1)

@@ -8,7 +8,7 @@
 #   bash launch/tpu_vm.sh copy                   # git-tracked files -> ~/autogaze_jax on all workers
 #   bash launch/tpu_vm.sh install                # Python 3.12 venv + requirements + libtpu, all workers
 #   bash launch/tpu_vm.sh run train --config configs/ntp.py:official --workdir gs://BUCKET/ntp \
-#       --config.labels=gs://BUCKET/gazing_labels.json --config.recon_weights=/path/videomae.pt
+#       --config.labels=gs://BUCKET/gazing_labels.json --config.oracle.weights=/path/videomae.pt
 #   bash launch/tpu_vm.sh logs [WORKER]          # follow a worker's log (default 0); Ctrl-C stops watching only
 #   bash launch/tpu_vm.sh stop                   # end the run on all workers
 #   bash launch/tpu_vm.sh delete

@@ -20,7 +20,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
 
@@ -40,10 +40,10 @@ REQUIRE_REFERENCE = os.environ.get("AUTOGAZE_REQUIRE_REFERENCE", "") not in ("",
 
 @pytest.fixture(scope="session")
 def gcs_bucket():
-  """'gs://autogaze-test': a bucket on a local Cloud Storage emulator (tests/gcs_emulator.py)
+  """'gs://autogaze-test': a bucket on a local Cloud Storage emulator (tests/helpers/gcs_emulator.py)
   that gcsfs (etils.epath, our files) and TensorStore (Orbax's arrays) are both pointed at, so
   gs:// workdirs are exercised over the JSON API without a cloud."""
-  import gcs_emulator
+  from helpers import gcs_emulator
 
   server, url = gcs_emulator.start("autogaze-test")
   env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x"}
@@ -103,17 +103,17 @@ def make_tiny(seed=0, mesh=None, head_scale=40.0, task_scale=5.0):
   """A tiny random gaze model whose heads are scaled up so decoding is non-degenerate."""
   from flax import nnx
 
-  from autogaze_jax import AutoGaze, config
+  from autogaze_jax import AutoGaze
   from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.models import gaze_config
 
   mesh = mesh or mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
-  g = AutoGaze.from_config(config.tiny_config(), seed=seed, mesh=mesh)
+  g = AutoGaze.from_config(gaze_config.tiny_config(), seed=seed, mesh=mesh)
   model = g.model
   dec = model.gaze_decoder
   dec.lm_head.kernel[...] = dec.lm_head.kernel[...] * head_scale
   dec.task_loss_prediction_head.kernel[...] = dec.task_loss_prediction_head.kernel[...] * task_scale
-  g._set_params(nnx.state(model, nnx.Param))
-  return g
+  return g.with_params(nnx.state(model, nnx.Param))
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from autogaze_jax import aot
+from autogaze_jax.cli import aot
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "launch"))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "launch"))
 
 needs_libtpu = pytest.mark.skipif(
   importlib.util.find_spec("libtpu") is None,
@@ -68,3 +69,21 @@ def test_multi_slice_mesh_keeps_fsdp_inside_a_slice_and_compiles(capsys):
   assert "on v5e:2x2 x 2 slices (8 chips" in out
   row = dict(zip(aot_compile.HEADER, [c.strip() for c in out.strip().splitlines()[-1].strip("|").split("|")]))
   assert row["mesh (data,fsdp)"] == "(4,2)" and row["fits"] == "yes"
+
+
+@pytest.mark.parametrize("stage", ["recon", "ntp", "grpo"])
+def test_every_stage_compiles_through_its_own_step_builder(stage):
+  """`aot.train_step` takes each objective's `abstract_inputs` and `make_step` (the step its
+  trainer runs) and the result compiles, here for this machine's devices."""
+  from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax.cli import config_files
+
+  cfg = config_files.load(os.path.join(ROOT, "configs", f"{stage}.py:tiny"))
+  cfg.clip_len = 2  # the shapes only size the compile
+  mesh = mesh_lib.make_mesh((2, 1), devices=jax.devices()[:2])
+  step = aot.train_step(cfg, mesh)
+  assert step.name == stage and step.clips == cfg.batch_size
+  state, batch, key, frozen = step.args
+  assert batch["video"].shape == (cfg.batch_size, 2, cfg.image_size, cfg.image_size, 3)
+  compiled = step.fn.lower(*step.args).compile()
+  assert compiled.memory_analysis().argument_size_in_bytes > 0

@@ -6,7 +6,7 @@ down- and non-square resizes. The cases come from the file."""
 import numpy as np
 import pytest
 
-from autogaze_jax import bicubic
+from autogaze_jax import image as image_lib
 
 ATOL = 2e-4  # the reference README's tolerance (torch's own float32 coordinates move outputs by ~5e-5)
 
@@ -31,9 +31,9 @@ def test_matches_torch_interpolate(parity_dir, antialias):
     x = ref[f"in_{name}"]
     want = ref[f"out_{name}_aa{int(antialias)}"]
     if antialias:
-      got = _resize(bicubic.bicubic_matrix_antialias, x, oh, ow)
+      got = _resize(image_lib.bicubic_matrix_antialias, x, oh, ow)
     else:
-      got = np.asarray(bicubic.resize_bicubic(x, (oh, ow)))  # the function the models call
+      got = np.asarray(image_lib.resize_bicubic(x, (oh, ow)))  # the function the models call
     assert got.shape == want.shape, name
     np.testing.assert_allclose(got, want, rtol=0, atol=ATOL, err_msg=name)
     worst = max(worst, float(np.abs(got - want).max()))

@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autogaze_jax import checkpoint_info, checkpointing, cli
+from autogaze_jax import checkpointing
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.cli import main as cli_main
 
 
 def _save(workdir, state, step=3):
@@ -23,10 +24,10 @@ def test_digest_is_independent_of_the_mesh_and_sees_every_change(tmp_path, capsy
   _save(tmp_path / "eight", sharded)
   changed = {**state, "model": {**state["model"], "w": state["model"]["w"].at[3, 3].add(1e-6)}}
   _save(tmp_path / "changed", changed)
-  a, b, c = (checkpoint_info.info(str(tmp_path / d)) for d in ("one", "eight", "changed"))
+  a, b, c = (checkpointing.info(str(tmp_path / d)) for d in ("one", "eight", "changed"))
   assert a["step"] == 3 and a["num_params"] == 72 and a["kind"] == "training"
   assert a["sha256"] == b["sha256"] != c["sha256"]
-  assert cli.main(["ckpt", "info", str(tmp_path / "one")]) == 0
+  assert cli_main.main(["ckpt", "info", str(tmp_path / "one")]) == 0
   assert a["sha256"] in capsys.readouterr().out
-  assert cli.main(["ckpt", "info", str(tmp_path)]) == 2
+  assert cli_main.main(["ckpt", "info", str(tmp_path)]) == 2
   assert "neither a training workdir" in capsys.readouterr().err

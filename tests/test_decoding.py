@@ -4,11 +4,12 @@ official loop, streaming, batch invariance, lockstep, sharding, budgets and stop
 import jax
 import numpy as np
 import pytest
-
-from autogaze_jax import decoding, vocab
-from autogaze_jax import mesh as mesh_lib
 from conftest import make_tiny
-from reference_decoder import official_generate
+from helpers.reference_decoder import official_generate
+
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab
+from autogaze_jax.models import decoding
 
 V, K = 20, 3
 

@@ -6,16 +6,22 @@ import jax
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-
-from autogaze_jax import cli, encode, preprocessing, sample_video, target_scales, tiling, video_io, vit_config
-from autogaze_jax import mesh as mesh_lib
 from test_perceptual import _hf_siglip
+
+from autogaze_jax import image as image_lib
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import video as video_lib
+from autogaze_jax.cli import config_files
+from autogaze_jax.cli import main as cli_main
+from autogaze_jax.data import synthetic
+from autogaze_jax.inference import encode, target_scales, tiling
+from autogaze_jax.models import vit_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A ViT on 128-px tiles with scales 32+128: the tiny gaze model (64-px, grids 2 and 4) gazes
 # 2x2 sub-tiles, and the gazes are stitched into the ViT's 2x2 + 8x8 = 68-token layout.
 VIT_CFG = """
-from autogaze_jax import vit_config
+from autogaze_jax.models import vit_config
 
 
 def get_config(arg=None):
@@ -35,14 +41,14 @@ def vit_cfg_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video_file(tmp_path_factory):
   path = tmp_path_factory.mktemp("video") / "clip.mp4"
-  video_io.write_video(str(path), sample_video.make_clip(20, 160, seed=1)[:, :, :144])  # 20 x 160 x 144
+  video_lib.write_video(str(path), synthetic.make_clip(20, 160, seed=1)[:, :, :144])  # 20 x 160 x 144
   return path
 
 
 def test_encode_video_keeps_only_real_gazes(tiny, vit_cfg_file):
-  cfg = cli.load_config_file(str(vit_cfg_file))
+  cfg = config_files.load(str(vit_cfg_file))
   encoder = encode.GazedEncoder(encode.load_vit(cfg, mesh=tiny.mesh))
-  clip = sample_video.make_clip(6, 160, seed=2)[:, :, :144]
+  clip = synthetic.make_clip(6, 160, seed=2)[:, :, :144]
   chunks = [clip[:4], clip[4:]]
   out = encode.encode_video(tiny, encoder, chunks, gazing_ratio=0.25, tiles_per_batch=1, tile_frames=2,
                             progress=False)
@@ -61,7 +67,7 @@ def test_encode_video_keeps_only_real_gazes(tiny, vit_cfg_file):
   # Features equal a direct call on the tile's gazes (no cross-tile leakage, padding dropped).
   first = (out["tile"] == 0)
   tiles, _ = tiling.tile_video(clip[:2], (2, 128, 128))
-  video = preprocessing.normalize(tiles[0])[None]
+  video = image_lib.normalize(tiles[0])[None]
   g = target_scales.gaze(tiny, video, cfg.scales, cfg.patch, 0.25, generate_only=True)
   feats, (pos, pad, _) = encoder.encode(tiles[:1], g)
   np.testing.assert_allclose(out["features"][first], feats[0][~pad[0]], atol=1e-5)
@@ -70,7 +76,7 @@ def test_encode_video_keeps_only_real_gazes(tiny, vit_cfg_file):
 
 
 def _run(capsys, *argv):
-  rc = cli.main([str(a) for a in argv])
+  rc = cli_main.main([str(a) for a in argv])
   cap = capsys.readouterr()
   return rc, cap.out, cap.err
 

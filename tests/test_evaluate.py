@@ -7,12 +7,16 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import make_tiny
 from flax import nnx
 
-from autogaze_jax import cli, evaluate, recon_config, sample_video, vocab
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab
+from autogaze_jax.cli import evaluate
+from autogaze_jax.cli import main as cli_main
+from autogaze_jax.data import synthetic
+from autogaze_jax.models import recon_config
 from autogaze_jax.models.reconstructor import Reconstructor
-from conftest import make_tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,7 +53,7 @@ def test_sweep_on_tiny_models(tmp_path):
   rcfg.scales = tuple(tiny.config.scales)
   with mesh_lib.use(tiny.mesh):
     recon = Reconstructor(rcfg, nnx.Rngs(0))
-  clips = [sample_video.make_clip(4, 64, s) for s in range(2)]
+  clips = [synthetic.make_clip(4, 64, s) for s in range(2)]
   grid = evaluate.settings("0.1,0.75", "0.5", 0.75)  # 0.75 and the eps rows share one slot count
   report = evaluate.run(tiny, recon, ["a", "b"], clips, grid, str(tmp_path))
   assert json.loads((tmp_path / "eval.json").read_text()) == report
@@ -74,7 +78,7 @@ def test_command_on_a_real_clip(official_dir, official_recon_dir, parity_dir, tm
   videos.mkdir()
   (videos / "clip.mp4").symlink_to(parity_dir.parent / "example_input.mp4")
   out = tmp_path / "eval"
-  rc = cli.main(["evaluate", "--checkpoint", str(official_dir), "--recon-checkpoint", str(official_recon_dir),
+  rc = cli_main.main(["evaluate", "--checkpoint", str(official_dir), "--recon-checkpoint", str(official_recon_dir),
                  "--videos", str(videos), "--ratios", "0.05", "--num-frames", "2", "--out", str(out)])
   assert rc == 0, capsys.readouterr().err
   report = json.loads((out / "eval.json").read_text())
@@ -84,6 +88,6 @@ def test_command_on_a_real_clip(official_dir, official_recon_dir, parity_dir, tm
 
 
 def test_mismatched_vocabularies_are_refused(official_recon_dir, tmp_path, capsys):
-  rc = cli.main(["evaluate", "--config", f"{ROOT}/configs/gaze.py:tiny", "--recon-checkpoint", str(official_recon_dir),
+  rc = cli_main.main(["evaluate", "--config", f"{ROOT}/configs/gaze.py:tiny", "--recon-checkpoint", str(official_recon_dir),
                  "--out", str(tmp_path)])
   assert rc == 2 and "the gaze model's scales (32, 64) are not the reconstructor's" in capsys.readouterr().err

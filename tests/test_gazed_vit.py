@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
+from test_perceptual import _hf_siglip
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import vit_config
-from autogaze_jax.models import gazed_vit, vit_blocks
+from autogaze_jax.models import gazed_vit, vit_blocks, vit_config
 from autogaze_jax.models.patches import patchify
-from test_perceptual import _hf_siglip
+from autogaze_jax.weights import hf_vit
 
 V = 265  # tiny: scales 32+64+112+224 with 16-px patches -> 4+16+49+196
 FINE = np.arange(69, V)  # every patch of the 224 scale
@@ -36,7 +36,7 @@ def hf_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(hf_file):
-  return gazed_vit.build(vit_config.vit_config("tiny"), load_file(str(hf_file)), mesh=_one())
+  return hf_vit.build_gazed_vit(vit_config.vit_config("tiny"), load_file(str(hf_file)), mesh=_one())
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,11 @@ def test_full_finest_gazes_equal_the_stock_vit(model, pixels, attn_type):
 
 
 def test_coarse_scale_gazes_see_the_resized_frame(model, pixels):
-  from autogaze_jax import bicubic
+  from autogaze_jax import image as image_lib
 
   pos = np.arange(20, 69)[None]  # the whole 112 scale (7x7) of frame 0
   out = _run(model, pixels[:1, :1], pos, np.zeros_like(pos, bool), [49], "bidirectional")
-  small = bicubic.resize_bicubic(pixels[0, :1], (112, 112))
+  small = image_lib.resize_bicubic(pixels[0, :1], (112, 112))
   np.testing.assert_allclose(out[0, :49], np.asarray(model.dense(small))[0], atol=1e-5)
 
 
@@ -166,16 +166,16 @@ def test_a_mismatched_file_names_the_parameter(hf_file):
   t = load_file(str(hf_file))
   t["vision_model.embeddings.position_embedding.weight"] = np.zeros((100, 32), np.float32)
   with pytest.raises(ValueError, match=r"position_embedding.weight has shape \(100, 32\).*expects \(196, 32\)"):
-    gazed_vit.build(vit_config.vit_config("tiny"), t, mesh=_one())
+    hf_vit.build_gazed_vit(vit_config.vit_config("tiny"), t, mesh=_one())
   del t["vision_model.post_layernorm.bias"]
   with pytest.raises(ValueError, match="missing parameter vision_model.post_layernorm.bias"):
-    gazed_vit.build(vit_config.vit_config("tiny"), t, mesh=_one())
+    hf_vit.build_gazed_vit(vit_config.vit_config("tiny"), t, mesh=_one())
 
 
 def test_sharded_over_a_4x2_mesh_equals_one_device(hf_file, model):
   tensors = load_file(str(hf_file))
   mesh = mesh_lib.make_mesh((4, 2))
-  sharded = gazed_vit.build(vit_config.vit_config("tiny"), tensors, mesh=mesh)
+  sharded = hf_vit.build_gazed_vit(vit_config.vit_config("tiny"), tensors, mesh=mesh)
   spec = sharded.blocks[0].fc1.kernel[...].sharding.spec
   assert spec[0] == "fsdp"  # "embed" -> fsdp by the rules table
   rng = np.random.default_rng(3)
@@ -197,13 +197,13 @@ def test_configs_and_the_so400m_layout():
   assert (cfg.hidden, cfg.layers, cfg.pos_grid) == (1152, 27, 27)
   assert vit_config.tokens_per_scale(cfg) == [16, 64, 196, 784]
   cfg.hidden, cfg.layers, cfg.heads, cfg.mlp = 16, 1, 2, 32  # the same geometry, tiny widths
-  model = gazed_vit.build(cfg, mesh=_one())
+  model = hf_vit.build_gazed_vit(cfg, mesh=_one())
   table = np.asarray(model.position_table())  # 27x27 resized to 4, 8, 14 and 28 (even 392: 28 != 27)
   assert table.shape == (1060, 16)
-  from autogaze_jax import bicubic
+  from autogaze_jax import image as image_lib
 
   grid = np.asarray(model.pos_embed[...]).reshape(27, 27, 16)
-  m = bicubic.bicubic_matrix(27, 28)
+  m = image_lib.bicubic_matrix(27, 28)
   np.testing.assert_allclose(table[276:], np.einsum("ih,hwd,jw->ijd", m, grid, m).reshape(784, 16), atol=1e-5)
   with pytest.raises(ValueError, match="unknown variant 'huge'"):
     vit_config.vit_config("huge")

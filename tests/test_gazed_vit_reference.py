@@ -12,7 +12,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.models import feature_vit, gazed_vit
+from autogaze_jax.models import gazed_vit, vit_config
+from autogaze_jax.weights import hf_vit
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerance for this file
 NAME = "vit_siglip_gazed_seed0"
@@ -22,10 +23,10 @@ NAME = "vit_siglip_gazed_seed0"
 def tower(parity_dir):
   meta = json.loads((parity_dir / f"{NAME}_config.json").read_text())
   hf = meta["hf_config"]
-  cfg = feature_vit.config_from_hf(hf)
+  cfg = vit_config.config_from_hf(hf)
   cfg.update({"image_size": int(hf["image_size"]), "scales": tuple(sorted(int(s) for s in hf["scales"].split("+"))),
               "attn_type": "block_causal", "token_bucket": 128})
-  model = gazed_vit.build(cfg, load_file(str(parity_dir / f"{NAME}.safetensors")),
+  model = hf_vit.build_gazed_vit(cfg, load_file(str(parity_dir / f"{NAME}.safetensors")),
                           mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
   return meta, model, np.load(parity_dir / f"{NAME}_expected.npz")
 

@@ -5,13 +5,13 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import broken_videos as bv
 
-import broken_videos as bv
-from autogaze_jax import labels, recon_config, reconstruction_task, sample_video
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.data import pipeline
+from autogaze_jax.data import data_config, labels, pipeline, synthetic
+from autogaze_jax.models import recon_config
 from autogaze_jax.models.reconstructor import Reconstructor
-from autogaze_jax.train import greedy_labels
+from autogaze_jax.train import labelling, task
 
 T, BUDGETS = 2, (3, 2)
 
@@ -26,20 +26,20 @@ def recon():
 
 @pytest.fixture(scope="module")
 def clips():
-  return np.stack([sample_video.make_clip(T, 64, seed=s) for s in (5, 6)])
+  return np.stack([synthetic.make_clip(T, 64, seed=s) for s in (5, 6)])
 
 
 @pytest.fixture(scope="module")
 def full(recon, clips):
-  return greedy_labels.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips)
+  return labelling.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips)
 
 
 def brute_force(recon, clip, vocab=20):
-  """The §6.3 loop, one candidate per reconstructor call."""
-  from autogaze_jax import preprocessing
+  """The greedy loop of docs/design.md, "Greedy labels", one candidate per reconstructor call."""
+  from autogaze_jax import image as image_lib
 
-  video = jax.numpy.asarray(preprocessing.normalize(clip))[None]
-  loss_of = jax.jit(lambda ids, t: reconstruction_task.evaluate(
+  video = jax.numpy.asarray(image_lib.normalize(clip))[None]
+  loss_of = jax.jit(lambda ids, t: task.evaluate(
     recon, video, ids, jax.numpy.full((1, T), max(BUDGETS)), t[None])["loss_each_frame"][0, 0])
   ids = np.full((1, T, max(BUDGETS)), vocab, np.int32)
   pos, losses = [], []
@@ -67,7 +67,7 @@ def test_greedy_matches_brute_force(recon, clips, full):
 
 def test_stops_at_eps(recon, clips, full):
   eps = full[0]["task_losses"][0][1]  # clip 0 reaches it with its 2nd gaze of frame 0
-  got = greedy_labels.GreedySearch(recon, BUDGETS, eps=eps, chunk=8)(clips)
+  got = labelling.GreedySearch(recon, BUDGETS, eps=eps, chunk=8)(clips)
   assert got[0]["gazing_pos"][0] == full[0]["gazing_pos"][0][:2]
   for entry in got:
     for t, ls in enumerate(entry["task_losses"]):
@@ -75,7 +75,7 @@ def test_stops_at_eps(recon, clips, full):
 
 
 def test_random_candidate_subset(recon, clips, full):
-  got = greedy_labels.GreedySearch(recon, BUDGETS, eps=-1.0, num_candidates=5, chunk=4, seed=1)(clips)
+  got = labelling.GreedySearch(recon, BUDGETS, eps=-1.0, num_candidates=5, chunk=4, seed=1)(clips)
   for entry, best in zip(got, full):
     for t, ids in enumerate(entry["gazing_pos"]):
       assert len(ids) == BUDGETS[t] and len(set(ids)) == len(ids)
@@ -83,15 +83,15 @@ def test_random_candidate_subset(recon, clips, full):
 
 
 def data_cfg(**kw):
-  cfg = pipeline.data_config()
+  cfg = data_config.data_config()
   cfg.update(clip_len=T, image_size=64, synthetic_count=5, **kw)
   return cfg
 
 
 def test_label_clips_writes_a_loadable_file(recon, tmp_path):
-  search = greedy_labels.GreedySearch(recon, BUDGETS, eps=0.0, num_candidates=4, chunk=4)
-  clips = greedy_labels.source_clips(data_cfg(), 3, seed=2)
-  entries = greedy_labels.label_clips(search, clips, batch_size=2, progress=False)
+  search = labelling.GreedySearch(recon, BUDGETS, eps=0.0, num_candidates=4, chunk=4)
+  clips = labelling.source_clips(data_cfg(), 3, seed=2)
+  entries = labelling.label_clips(search, clips, batch_size=2, progress=False)
   labels.write(str(tmp_path / "l.json"), entries)
   back = labels.read(str(tmp_path / "l.json"))
   source = pipeline.make_source(data_cfg(), "train", 2)
@@ -99,7 +99,7 @@ def test_label_clips_writes_a_loadable_file(recon, tmp_path):
   batch = labels.collate(list(back.values()), 20, labels.slot_cap(back, 3))
   assert batch["ids"].shape == (3, T, 3) and (batch["lens"] == np.array(BUDGETS)).all()
   with pytest.raises(ValueError, match="budgets"):
-    greedy_labels.GreedySearch(recon, (0, 2), eps=0.0)
+    labelling.GreedySearch(recon, (0, 2), eps=0.0)
 
 
 def test_source_clips_are_the_pipeline_clips_and_skip_bad_videos(tmp_path):
@@ -108,10 +108,10 @@ def test_source_clips_are_the_pipeline_clips_and_skip_bad_videos(tmp_path):
   bv.not_a_video(tmp_path / "train" / "b.mp4")
   bv.good(tmp_path / "train" / "c.mp4", frames=4, size=80, seed=1)
   cfg = data_cfg(source="folder", root=str(tmp_path))
-  got = list(greedy_labels.source_clips(cfg, 10))
+  got = list(labelling.source_clips(cfg, 10))
   assert [labels.key_of(k) for k, _ in got] == [f"{tmp_path.name}/train/{n}.mp4" for n in "ac"]
   assert all(c.shape == (T, 64, 64, 3) and c.dtype == np.uint8 for _, c in got)
-  (key, clip), = greedy_labels.source_clips(data_cfg(), 1, seed=2)
+  (key, clip), = labelling.source_clips(data_cfg(), 1, seed=2)
   np.testing.assert_array_equal(clip, pipeline.make_source(data_cfg(), "train", 2).load(0))
   with pytest.raises(ValueError, match="strict"):
-    list(greedy_labels.source_clips(data_cfg(source="folder", root=str(tmp_path), strict=True), 10))
+    list(labelling.source_clips(data_cfg(source="folder", root=str(tmp_path), strict=True), 10))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from reference_steps import (
+from helpers.reference_steps import (
   assert_grads_close,
   compile_optimised,
   gaze_model,
@@ -24,16 +24,19 @@ from reference_steps import (
 from safetensors.numpy import load_file
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import outputs, perceptual, recon_weights
-from autogaze_jax.models import feature_vit
-from autogaze_jax.train import frozen_recon, grpo_rollout, grpo_step
+from autogaze_jax.inference import outputs
+from autogaze_jax.models import vit_config
+from autogaze_jax.train import oracle
+from autogaze_jax.train.grpo import rollout as rollout_lib
+from autogaze_jax.train.grpo import step as grpo_step
+from autogaze_jax.weights import recon as recon_weights
 
 NAME = "train_grpo_seed0"
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerances for this file
 ADV_ATOL, POLICY_ATOL, GRAD_REL = 2e-6, 1e-3, 5e-3
 
 
-def scorer(ref_dir, task: dict, mesh):
+def reference_oracle(ref_dir, task: dict, mesh):
   """Our reconstructor and teachers from the reference task's weights, with its loss weights."""
   recon = recon_weights.load(str(ref_dir / task["mae_weights"]),
                              recon_weights.config_from_hf(task["mae_constructor_kwargs"]), mesh)
@@ -44,8 +47,8 @@ def scorer(ref_dir, task: dict, mesh):
   for kind, w in zip(kinds[1:], weights[1:]):
     file = task["towers"][kind]
     hf = json.loads((ref_dir / file.replace(".safetensors", "_config.json")).read_text())["hf_config"]
-    terms.append((w, perceptual.extractor(feature_vit.config_from_hf(hf), load_file(str(ref_dir / file)), mesh=mesh)))
-  return frozen_recon.Scorer(recon, terms), kinds[1:]
+    terms.append((w, oracle.extractor(vit_config.config_from_hf(hf), load_file(str(ref_dir / file)), mesh=mesh)))
+  return oracle.Oracle(recon, oracle.Teachers(terms)), kinds[1:]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def step(parity_dir):
   cfg, model = gaze_model(parity_dir, step_cfg)
   vocab, k = cfg.num_vision_tokens_each_frame, cfg.decoder.num_multi_token_pred
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
-  frozen, kinds = scorer(parity_dir, step_cfg["task"], mesh)
+  frozen, kinds = reference_oracle(parity_dir, step_cfg["task"], mesh)
   g, b = int(case["group_size"]), video.shape[0]
   # Reference rollout r belongs to clip rollout_clip_index[r]; ours are [clip, member].
   clip_of = case["rollout_clip_index"]
@@ -69,7 +72,7 @@ def step(parity_dir):
   # Official behaviour: one set of rewarded frames for the batch; the saved rollouts are
   # given, so the budget settings only size the spec. group_chunk 1 scores one member of each
   # clip at a time (the same step; it bounds the memory of 224-px scoring here).
-  rspec = grpo_rollout.make_spec(vocab, k, group_size=g, pilot_ratio=float(case["gazing_ratio"]),
+  rspec = rollout_lib.make_spec(vocab, k, group_size=g, pilot_ratio=float(case["gazing_ratio"]),
                                  eps_range=(float(case["task_loss_requirement"]),) * 2,
                                  recon_sample_rate=float(step_cfg["task"]["recon_sample_rate"]),
                                  group_chunk=1, shared_draws=True)
@@ -79,7 +82,8 @@ def step(parity_dir):
   frozen_def, frozen_state = nnx.split(frozen)
 
   def run(p, fs, video, task_video, ids, lens, frames):
-    recon, terms = frozen_recon.unpack(nnx.merge(frozen_def, fs))
+    frozen_oracle = nnx.merge(frozen_def, fs)
+    recon, terms = frozen_oracle.recon, frozen_oracle.terms()
     return grpo_step.policy_update(nnx.merge(graph, p, rest), video, task_video, ids, lens, frames, recon, terms, spec)
 
   args = (params, frozen_state, video, task_video, ids, lens, np.asarray(frames, np.int32))

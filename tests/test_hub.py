@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from autogaze_jax import AutoGaze, cli, hub
+from autogaze_jax import AutoGaze, hub
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.cli import main as cli_main
 
 hf_constants = pytest.importorskip("huggingface_hub.constants")  # optional; requirements.txt pins it for the tests
 
@@ -48,7 +49,7 @@ def test_uncached_id_offline_fails_with_one_line_saying_what_to_download(offline
   with pytest.raises(ValueError, match=r"no such local path, and as a hub id its config.json is neither reachable "
                                        r"nor in the local hub cache.*https://huggingface.co/nvidia/AutoGaze into a folder"):
     AutoGaze.from_pretrained("nvidia/AutoGaze")
-  rc = cli.main(["gaze", "--checkpoint", "nvidia/AutoGaze", "--video", "x.mp4"])
+  rc = cli_main.main(["gaze", "--checkpoint", "nvidia/AutoGaze", "--video", "x.mp4"])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1 and "neither reachable nor in the local hub cache" in err[0]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from autogaze_jax import checkpoint_info
+from autogaze_jax import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,6 +52,6 @@ def test_sigkill_then_rerun_ends_bitwise_equal(tmp_path, config, overrides):
   assert done.returncode == 0, done.stderr[-3000:]
   resumed_at = int(done.stderr.split("resuming from step ")[1].split()[0])
   assert 3 <= resumed_at < 12
-  a, b = checkpoint_info.info(str(full)), checkpoint_info.info(str(killed))
+  a, b = checkpointing.info(str(full)), checkpointing.info(str(killed))
   assert a["step"] == b["step"] == 12
   assert a["sha256"] == b["sha256"], done.stderr[-2000:]

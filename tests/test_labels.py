@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from autogaze_jax import labels
+from autogaze_jax.data import labels
 
 V = 20
 A = {"gazing_pos": [[3, 7], [25]], "task_losses": [[0.9, 0.5], [0.4]]}

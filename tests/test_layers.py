@@ -1,11 +1,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from autogaze_jax import config
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.models import layers
+from autogaze_jax.models import gaze_config, layers
 
 EXPECTED_INV_FREQ = [1.0, 0.44036663, 0.19392276, 0.085397102, 0.037606031, 0.016560441,
                      0.0072926651, 0.0032114461, 5.2484602e-04, 7.7846555e-05, 3.4281024e-05,
@@ -13,7 +11,7 @@ EXPECTED_INV_FREQ = [1.0, 0.44036663, 0.19392276, 0.085397102, 0.037606031, 0.01
 
 
 def test_llama3_inv_freq_values():
-  cfg = config.released_config().decoder
+  cfg = gaze_config.released_config().decoder
   inv = layers.llama3_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.to_dict())
   assert inv.dtype == np.float32
   np.testing.assert_allclose(inv, EXPECTED_INV_FREQ, rtol=1e-6)

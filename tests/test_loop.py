@@ -10,7 +10,7 @@ from autogaze_jax.train import loop
 
 
 def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-  def step_fn(state, batch, key):
+  def step_fn(state, batch, key, frozen):
     w = state["w"] + batch  # batch 5 is NaN: the state after step 5 is poisoned
     return {"w": w}, {"loss": jnp.sum(w), "grad_norm": jnp.float32(1.0)}
 

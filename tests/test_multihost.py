@@ -25,7 +25,7 @@ from autogaze_jax import checkpointing, distributed
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import multihost_driver  # noqa: E402
+from helpers import multihost_driver  # noqa: E402
 
 ATOL = RTOL = 5e-5
 TIMEOUT_S = 900  # a loaded 2-core CI machine; the runs take ~1 min of CPU each
@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def driver(workdir, steps, *flags):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(HERE.parent))
-  cmd = [sys.executable, str(HERE / "multihost_driver.py"), "--workdir", str(workdir), "--steps", steps, *flags]
+  cmd = [sys.executable, str(HERE / "helpers" / "multihost_driver.py"), "--workdir", str(workdir), "--steps", steps, *flags]
   return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

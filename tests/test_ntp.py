@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from autogaze_jax import config, labels, sample_video
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import labels, synthetic
+from autogaze_jax.models import gaze_config
 from autogaze_jax.models.gaze import GazeModel
-from autogaze_jax.train import ntp
+from autogaze_jax.train import loop, optim
 from autogaze_jax.train import state as state_lib
+from autogaze_jax.train.ntp import step as ntp_step
 
 V, K = 20, 3
 
@@ -28,7 +30,7 @@ def random_labels(seed, clips, frames, max_len=5, fixed_len=None):
 
 
 def official_collate(entries, frames):
-  """§6.2 literally: per frame L_t = batch max, L_t + 1 slots, -1 pads, losses padded with the last."""
+  """The official collate (docs/design.md, "NTP") literally: per frame L_t = batch max, L_t + 1 slots, -1 pads, losses padded with the last."""
   pos, pad, tl = [], [], []
   n_t = [max(len(e["gazing_pos"][t]) for e in entries) + 1 for t in range(frames)]
   for e in entries:
@@ -58,12 +60,18 @@ def test_loss_equals_direct_official_computation(tiny, tiny_video):
   batch = labels.collate(entries, V, labels.slot_cap(dict(enumerate(entries)), K))
   batch["video"] = video
   with jax.default_matmul_precision("highest"):
-    got, aux = ntp.loss(tiny.model, batch)
-    only_ntp, _ = ntp.loss(tiny.model, batch, optimize_tlp=False)
+    got, aux = ntp_step.loss(tiny.model, batch)
+    only_ntp, _ = ntp_step.loss(tiny.model, batch, optimize_tlp=False)
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
   np.testing.assert_allclose(float(only_ntp), ntp_b.mean(), rtol=1e-5)
   np.testing.assert_allclose(float(aux["task_loss_prediction_loss"]), tlp_b.mean(), rtol=1e-5)
   assert float(aux["real_slots_per_clip"]) == m.sum() / 2  # the "+1 EOS" slots are not targets
+
+
+def step_cfg(accum=1, batch=2):
+  """The fields of an NTP config that its step reads."""
+  return ml_collections.ConfigDict(dict(batch_size=batch, micro_batch_size=batch // accum if accum > 1 else 0,
+                                        loss=dict(tlp_weight=1.0, optimize_task_loss_prediction=True)))
 
 
 def opt_cfg(lr=1e-2, schedule="constant", name="adam"):
@@ -75,8 +83,8 @@ def sgd_state():
   """One SGD state made on a (4, 2) mesh, plus its shardings on one device (one init compile)."""
   mesh8 = mesh_lib.make_mesh((4, 2))
   mesh1 = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
-  graphdef, st, sh8 = state_lib.create(lambda: GazeModel(config.tiny_config(), nnx.Rngs(0)),
-                                       ntp.make_optimizer(opt_cfg(0.05, name="sgd"), 100), mesh8)
+  graphdef, st, sh8 = state_lib.create(lambda: GazeModel(gaze_config.tiny_config(), nnx.Rngs(0)),
+                                       optim.make(opt_cfg(0.05, name="sgd"), 100), mesh8)
   sh1 = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh1, s.spec), sh8)
   host = jax.device_get(st)
   steps = {}
@@ -85,7 +93,7 @@ def sgd_state():
     """(state, jitted step, batch shardings) on `mesh`; steps are compiled once per setting."""
     sh = sh8 if mesh is mesh8 else sh1
     if (id(mesh), accum) not in steps:
-      steps[id(mesh), accum] = ntp.jit_step(graphdef, sh, mesh, accum_steps=accum)
+      steps[id(mesh), accum] = ntp_step.make_step(graphdef, sh, mesh, step_cfg(accum))
     step, batch_sh = steps[id(mesh), accum]
     return jax.device_put(host, sh), step, batch_sh
 
@@ -93,8 +101,8 @@ def sgd_state():
 
 
 def make_batch(entries, frames):
-  clips = np.stack([sample_video.make_clip(frames, 64, seed=i) for i in range(len(entries))])
-  return ntp.host_arrays(clips, labels.collate(entries, V, 6))
+  clips = np.stack([synthetic.make_clip(frames, 64, seed=i) for i in range(len(entries))])
+  return ntp_step.host_arrays(clips, labels.collate(entries, V, 6))
 
 
 def put(batch, batch_sh):
@@ -111,8 +119,8 @@ def test_steps_reduce_the_loss(sgd_state):
   batch = put(make_batch(random_labels(2, 8, 2, fixed_len=4), 2), batch_sh)
   losses = []
   for _ in range(12):
-    st, m = step(st, batch, jax.random.key(0))
-    ntp.check_finite(m)
+    st, m = step(st, batch, jax.random.key(0), ())
+    loop.check_finite(jax.device_get(m), 1, None)
     losses.append(float(m["loss"]))
   assert losses[-1] < 0.8 * losses[0], losses
 
@@ -124,7 +132,7 @@ def test_sharded_and_accumulated_steps_equal_single_device(sgd_state):
   for mesh, accum in ((mesh1, 1), (mesh8, 1), (mesh1, 2)):
     st, step, batch_sh = fresh(mesh, accum)
     with mesh_lib.use(mesh):
-      st, m = step(st, put(batch, batch_sh), jax.random.key(0))
+      st, m = step(st, put(batch, batch_sh), jax.random.key(0), ())
     results.append((params_of(st), float(m["loss"])))
   for params, value in results[1:]:
     np.testing.assert_allclose(value, results[0][1], rtol=1e-5)
@@ -138,15 +146,15 @@ def test_nonfinite_labels_skip_the_update_and_are_named(sgd_state):
   before = params_of(st)
   batch = make_batch(random_labels(4, 8, 2, fixed_len=4), 2)
   batch["task_losses"][0, 0, 0] = np.nan
-  st, m = step(st, put(batch, batch_sh), jax.random.key(0))
+  st, m = step(st, put(batch, batch_sh), jax.random.key(0), ())
   for a, b in zip(params_of(st), before):
     np.testing.assert_array_equal(a, b)
-  with pytest.raises(FloatingPointError, match="non-finite task_losses, task_loss_prediction_loss, grad_norm at step 7"):
-    ntp.check_finite(m, step=7)
+  with pytest.raises(FloatingPointError, match="step 7: non-finite .*task_losses=nan/inf"):
+    loop.check_finite(jax.device_get(m), 7, None)  # the training loop's one check, on log steps
 
 
 def test_optimizer_linear_schedule_and_errors():
-  tx = ntp.make_optimizer(opt_cfg(0.5, "linear", name="sgd"), 10)  # lr 0.5 -> min_lr over 10 steps
+  tx = optim.make(opt_cfg(0.5, "linear", name="sgd"), 10)  # lr 0.5 -> min_lr over 10 steps
   grads = {"w": np.ones((), np.float32)}
   opt = tx.init(grads)
   steps = []
@@ -156,6 +164,6 @@ def test_optimizer_linear_schedule_and_errors():
   np.testing.assert_allclose(steps[0], 0.5)  # no warmup: the first update is a full step
   np.testing.assert_allclose(steps[10:], [1e-5, 1e-5], rtol=1e-4)
   with pytest.raises(ValueError, match="optimizer.name"):
-    ntp.make_optimizer(opt_cfg(name="lion"), 10)
+    optim.make(opt_cfg(name="lion"), 10)
   with pytest.raises(ValueError, match="optimizer.schedule"):
-    ntp.make_optimizer(opt_cfg(schedule="cosine"), 10)
+    optim.make(opt_cfg(schedule="cosine"), 10)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from reference_steps import (
+from helpers.reference_steps import (
   assert_grads_close,
   compile_optimised,
   gaze_model,
@@ -19,8 +19,9 @@ from reference_steps import (
   reference_grads,
 )
 
-from autogaze_jax import labels, scoring
-from autogaze_jax.train import ntp
+from autogaze_jax.data import labels
+from autogaze_jax.models import scoring
+from autogaze_jax.train.ntp import step as ntp_step
 
 NAME = "train_ntp_seed0"
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerances for this file
@@ -57,10 +58,10 @@ def step(parity_dir):
   graph, params, rest = nnx.split(model, nnx.Param, ...)
 
   def run(p, batch):
-    loss_fn = lambda q: ntp.loss(nnx.merge(graph, q, rest), batch, optimize_tlp=optimize_tlp)
+    loss_fn = lambda q: ntp_step.loss(nnx.merge(graph, q, rest), batch, optimize_tlp=optimize_tlp)
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
     m = nnx.merge(graph, p, rest)
-    per_clip_ntp, per_clip_tlp, mask = ntp.loss_terms(m, batch["video"], batch["ids"], batch["lens"],
+    per_clip_ntp, per_clip_tlp, mask = ntp_step.loss_terms(m, batch["video"], batch["ids"], batch["lens"],
                                                       batch["task_losses"])
     log_p, pred = scoring.score(m, batch["video"], batch["ids"], batch["lens"])
     return {"loss": loss, "grads": grads, "ntp": per_clip_ntp, "tlp": per_clip_tlp, "mask": mask, "log_p": log_p, "pred": pred}

@@ -8,16 +8,18 @@ import shutil
 import numpy as np
 import pytest
 
-from autogaze_jax import AutoGaze, cli, labels
-from autogaze_jax.data import pipeline
-from autogaze_jax.train import greedy_labels, ntp_stage
+from autogaze_jax import AutoGaze
+from autogaze_jax.cli import config_files
+from autogaze_jax.data import labels, pipeline
+from autogaze_jax.train import labelling
+from autogaze_jax.train.ntp import trainer as ntp_trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 V, K = 20, 3
 
 
 def tiny_cfg():
-  cfg = cli.load_config_file(f"{ROOT}/configs/ntp.py:tiny")
+  cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
   cfg.clip_len, cfg.batch_size, cfg.micro_batch_size = 2, 4, 2
   cfg.data.synthetic_count = 32
   cfg.steps, cfg.log_every, cfg.checkpoint_every = 3, 1, 2
@@ -37,12 +39,12 @@ def loss_rows(workdir):
 def test_label_then_train(tmp_path):
   cfg = tiny_cfg()
   out = tmp_path / "labels.json"
-  summary = greedy_labels.run(cfg, "", str(out), progress=False)  # random reconstructor (smoke)
+  summary = labelling.run(cfg, str(out), progress=False)  # random reconstructor (smoke)
   assert summary["clips"] == 4 and summary["budgets"] == [4, 2]
   source = pipeline.make_source(cfg.data, "train", cfg.seed)
   assert sorted(labels.read(str(out))) == [labels.key_of(source.key(i)) for i in range(4)]
   cfg.labels = str(out)
-  report = ntp_stage.train(cfg, str(tmp_path / "ntp"), progress=False)
+  report = ntp_trainer.train(cfg, str(tmp_path / "ntp"), progress=False)
   assert report["slots_per_frame"] == 6 and report["eval_final"]["eval_ratio_at_eps"] <= 1.0
   losses = loss_rows(tmp_path / "ntp")
   assert sorted(losses) == [1, 2, 3] and all(np.isfinite(list(losses.values())))
@@ -56,7 +58,7 @@ def test_label_then_train(tmp_path):
   shutil.copytree(tmp_path / "ntp", resumed)
   shutil.rmtree(resumed / "ckpt" / "3"), shutil.rmtree(resumed / "gaze_final")
   (resumed / "metrics.jsonl").unlink()
-  ntp_stage.train(cfg, str(resumed), progress=False)
+  ntp_trainer.train(cfg, str(resumed), progress=False)
   assert loss_rows(resumed) == {3: losses[3]}
 
 
@@ -71,16 +73,16 @@ def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
   cfg.batch_size, cfg.data.synthetic_count = 2, 5
   source = pipeline.make_source(cfg.data, "train", cfg.seed)
   with pytest.raises(ValueError, match="no labels"):
-    ntp_stage.labelled_batches(cfg, source, V, K)
+    ntp_trainer.labelled_batches(cfg, source, V, K)
   cfg.labels = str(tmp_path / "l.json")
   entry = write_labels(cfg.labels, [source.key(1), source.key(3)])
-  batches, slots = ntp_stage.labelled_batches(cfg, source, V, K)
+  batches, slots = ntp_trainer.labelled_batches(cfg, source, V, K)
   assert slots == K
   ids, lens, losses = labels.to_arrays(entry, V, slots)
   for _ in range(3):
     element = next(batches)
     assert set(element["index"].tolist()) <= {1, 3}
-    batch = ntp_stage.step_batch(element)
+    batch = ntp_trainer.step_batch(element)
     assert batch["video"].shape == (2, 2, 64, 64, 3) and batch["video"].dtype == np.uint8
     np.testing.assert_array_equal(batch["ids"], np.broadcast_to(ids, (2, *ids.shape)))
     np.testing.assert_array_equal(batch["lens"], np.broadcast_to(lens, (2, *lens.shape)))
@@ -91,15 +93,15 @@ def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
   np.testing.assert_array_equal(next(batches)["index"], want)
   cfg.clip_len = 3
   with pytest.raises(ValueError, match="expected 3 frames"):
-    ntp_stage.labelled_batches(cfg, pipeline.make_source(cfg.data, "train", cfg.seed), V, K)
+    ntp_trainer.labelled_batches(cfg, pipeline.make_source(cfg.data, "train", cfg.seed), V, K)
 
 
 def test_ratio_at_eps_interpolates_the_first_crossing():
-  from autogaze_jax.train import ratio_at_eps
+  from autogaze_jax.train import evals
 
   loss = np.array([[1.0, 0.8, 0.6],    # crosses 0.7 halfway between budgets 4 and 8
                    [0.65, 0.6, 0.5],   # the first budget already reaches
                    [0.9, 0.8, 0.75],   # never reaches
                    [1.0, 0.6, 0.9]])   # the first crossing counts, not a later rise
-  got = np.asarray(ratio_at_eps.ratio_from_losses(loss, (2, 4, 8), 8, 0.7))
+  got = np.asarray(evals.ratio_from_losses(loss, (2, 4, 8), 8, 0.7))
   np.testing.assert_allclose(got, [0.75, 0.25, 1.0, 0.25 + 0.25 * 0.75], rtol=1e-6)

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from autogaze_jax import AutoGaze, checkpointing, config, official_weights
+from autogaze_jax import AutoGaze, checkpointing
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.models import gaze_config
+from autogaze_jax.weights import gaze as gaze_weights
 
 
 def _one_device():
@@ -14,8 +16,8 @@ def _one_device():
 
 
 def test_config_from_official_json(official_dir):
-  cfg = official_weights.read_config_json(str(official_dir / "config.json"))
-  ref = config.released_config()
+  cfg = gaze_weights.read_config_json(str(official_dir / "config.json"))
+  ref = gaze_config.released_config()
   assert tuple(cfg.scales) == ref.scales
   assert cfg.decoder.to_dict() == ref.decoder.to_dict()
   assert cfg.vision.to_dict() == ref.vision.to_dict()
@@ -72,7 +74,7 @@ def test_orbax_round_trip_and_no_overwrite(official_model, tmp_path):
 
 def test_params_carry_logical_axes_and_shard_by_rules():
   mesh = mesh_lib.make_mesh((4, 2))
-  g = AutoGaze.from_config(config.tiny_config(), mesh=mesh)
+  g = AutoGaze.from_config(gaze_config.tiny_config(), mesh=mesh)
   model = g.model
   q = model.gaze_decoder.layers[0].self_attn.q_proj.kernel
   assert q.get_metadata()["out_sharding"] == ("embed", "heads")
@@ -81,5 +83,5 @@ def test_params_carry_logical_axes_and_shard_by_rules():
   emb = model.gaze_decoder.embed_tokens.embedding[...]
   assert tuple(emb.sharding.spec) == (None, "fsdp")
   mesh8 = mesh_lib.make_mesh((8, 1))
-  g8 = AutoGaze.from_config(config.tiny_config(), mesh=mesh8)
+  g8 = AutoGaze.from_config(gaze_config.tiny_config(), mesh=mesh8)
   assert g8.model.gaze_decoder.layers[0].self_attn.q_proj.kernel[...].sharding.mesh.shape["data"] == 8

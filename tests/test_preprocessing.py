@@ -1,24 +1,24 @@
 import jax.numpy as jnp
 import numpy as np
 
-from autogaze_jax import bicubic, preprocessing
+from autogaze_jax import image as image_lib
 
 
 def test_official_processor_bit_exact(parity_dir):
   clip = np.load(parity_dir / "clip16.npz")
-  resized = preprocessing.resize_frames(clip["raw_frames"], 224)
+  resized = image_lib.resize_frames(clip["raw_frames"], 224)
   np.testing.assert_array_equal(resized, clip["resized_frames"])
-  video = preprocessing.preprocess(clip["raw_frames"], 224)
+  video = image_lib.preprocess(clip["raw_frames"], 224)
   np.testing.assert_array_equal(video, clip["video"][0])
 
 
 def test_pixel_values_and_shortest_edge():
-  x = preprocessing.normalize(np.array([[[[0, 0, 0], [255, 255, 255]]]], np.uint8))
+  x = image_lib.normalize(np.array([[[[0, 0, 0], [255, 255, 255]]]], np.uint8))
   np.testing.assert_allclose(x[0, 0, 0], [-6.484716, 2.248908], atol=1e-6)
-  assert preprocessing.shortest_edge_size(360, 640, 224) == (224, 398)
-  assert preprocessing.shortest_edge_size(1920, 1080, 224) == (398, 224)
+  assert image_lib.shortest_edge_size(360, 640, 224) == (224, 398)
+  assert image_lib.shortest_edge_size(1920, 1080, 224) == (398, 224)
   frames = np.zeros((2, 360, 640, 3), np.uint8)
-  assert preprocessing.preprocess(frames).shape == (2, 3, 224, 398)
+  assert image_lib.preprocess(frames).shape == (2, 3, 224, 398)
 
 
 def _torch_bicubic_reference(x, out_h, out_w):
@@ -54,12 +54,12 @@ def test_bicubic_matches_pytorch_formula():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(13, 17)).astype(np.float32)
   for oh, ow in [(9, 23), (26, 8), (13, 17)]:
-    got = np.asarray(bicubic.resize_bicubic(jnp.asarray(x)[None, None], (oh, ow)))[0, 0]
+    got = np.asarray(image_lib.resize_bicubic(jnp.asarray(x)[None, None], (oh, ow)))[0, 0]
     np.testing.assert_allclose(got, _torch_bicubic_reference(x, oh, ow), atol=1e-5)
 
 
 def test_bicubic_matrix_properties():
-  m = bicubic.bicubic_matrix(256, 224)
+  m = image_lib.bicubic_matrix(256, 224)
   np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-6)
   assert (m < 0).any()  # negative lobes: overshoot is allowed, no clipping
-  np.testing.assert_array_equal(bicubic.bicubic_matrix(224, 224), np.eye(224, dtype=np.float32))
+  np.testing.assert_array_equal(image_lib.bicubic_matrix(224, 224), np.eye(224, dtype=np.float32))

@@ -6,7 +6,7 @@ the reference's subset in its order; and its errors."""
 import numpy as np
 import pytest
 
-from autogaze_jax import cli
+from autogaze_jax.cli import main as cli_main
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
@@ -26,7 +26,7 @@ def test_matches_the_official_reconstruction(parity_dir, official_recon_dir, tmp
   frames = ref[f"{tag}_frame_idx"]
   which = "all" if tag == "all16" else ",".join(map(str, frames.tolist()))
   out, viz = tmp_path / "out.npz", tmp_path / "out.png"
-  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
+  rc = cli_main.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
                  "--frames", which, "--out", str(out), "--viz", str(viz)])
   assert rc in (0, None), capsys.readouterr().err
   got = np.load(out)
@@ -48,7 +48,7 @@ def test_bad_arguments_are_named(parity_dir, official_recon_dir, tmp_path, capsy
   ref, video, gazes = _inputs(parity_dir, tmp_path, "r010")
   t = ref["video_for_task"].shape[1]
   extra, message = [e.format(T=t) for e in extra], message.format(T=t)
-  rc = cli.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
+  rc = cli_main.main(["reconstruct", "--checkpoint", str(official_recon_dir), "--video", str(video), "--gazes", str(gazes),
                  "--out", str(tmp_path / "o.npz")] + extra)
   assert rc == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
 
@@ -57,7 +57,7 @@ def test_bad_gazes_and_checkpoints_are_named(parity_dir, official_recon_dir, tmp
   _, video, gazes = _inputs(parity_dir, tmp_path, "r010")
   np.savez(tmp_path / "partial.npz", gazing_pos=np.load(gazes)["gazing_pos"])
   base = ["reconstruct", "--video", str(video), "--out", str(tmp_path / "o.npz")]
-  assert cli.main(base + ["--checkpoint", str(official_recon_dir), "--gazes", str(tmp_path / "partial.npz")]) == 2
+  assert cli_main.main(base + ["--checkpoint", str(official_recon_dir), "--gazes", str(tmp_path / "partial.npz")]) == 2
   assert "lacks if_padded_gazing, num_gazing_each_frame" in capsys.readouterr().err
-  assert cli.main(base + ["--checkpoint", str(tmp_path), "--gazes", str(gazes)]) == 2
+  assert cli_main.main(base + ["--checkpoint", str(tmp_path), "--gazes", str(gazes)]) == 2
   assert "needs config.json and model.safetensors or videomae.pt" in capsys.readouterr().err

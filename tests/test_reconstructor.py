@@ -9,8 +9,11 @@ import pytest
 from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import outputs, recon_config, recon_weights, reconstruction_task
+from autogaze_jax.inference import outputs
+from autogaze_jax.models import recon_config
 from autogaze_jax.models.reconstructor import Reconstructor, sincos_2d
+from autogaze_jax.train import task
+from autogaze_jax.weights import recon as recon_weights
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -35,7 +38,7 @@ def test_reconstruction_matches_official(recon, parity_dir, case, tag):
   e = np.load(parity_dir / f"recon_tiny_expected_{case}.npz")
   ids, lens = outputs.from_official(e["gazing_pos"], e["if_padded_gazing"], e["num_gazing_each_frame"], 265, 10)
   frames = jnp.asarray(e[f"{tag}_frame_idx"])
-  fn = jax.jit(lambda v, i, l, f: reconstruction_task.evaluate(recon, v, i, l, f))
+  fn = jax.jit(lambda v, i, l, f: task.evaluate(recon, v, i, l, f))
   out = fn(jnp.asarray(e["video_for_task"]), jnp.asarray(ids), jnp.asarray(lens), frames)
   np.testing.assert_allclose(out["reconstruction"], e[f"{tag}_reconstruction"], **TOL)
   np.testing.assert_allclose(out["loss_each_frame"], e[f"{tag}_loss_each_frame"], **TOL)
@@ -53,15 +56,15 @@ def test_reconstruction_matches_official(recon, parity_dir, case, tag):
 
 
 def test_frame_sampling_and_perceptual_terms(recon, parity_dir):
-  frames = reconstruction_task.sample_frames(jax.random.key(3), 16, 0.125)
+  frames = task.sample_frames(jax.random.key(3), 16, 0.125)
   assert frames.shape == (2,) and len(set(np.asarray(frames).tolist())) == 2
-  assert reconstruction_task.sample_frames(jax.random.key(3), 16, 1.0).shape == (16,)
+  assert task.sample_frames(jax.random.key(3), 16, 1.0).shape == (16,)
   e = np.load(parity_dir / "recon_tiny_expected_r010.npz")
   ids, lens = outputs.from_official(e["gazing_pos"], e["if_padded_gazing"], e["num_gazing_each_frame"], 265, 10)
   args = (jnp.asarray(e["video_for_task"]), jnp.asarray(ids), jnp.asarray(lens), jnp.array([3, 7]))
-  base = reconstruction_task.evaluate(recon, *args)
+  base = task.evaluate(recon, *args)
   feat = lambda x: x[:, :, ::16, ::16] * 2.0  # a stand-in feature extractor
-  plus = reconstruction_task.evaluate(recon, *args, perceptual=[(0.3, feat)])
+  plus = task.evaluate(recon, *args, perceptual=[(0.3, feat)])
   pred, tgt = base["reconstruction"], args[0][:, np.array([3, 7])]
   mse = jnp.mean(jnp.square(feat(pred[0]) - feat(tgt[0])), axis=(1, 2, 3))
   np.testing.assert_allclose(plus["loss_each_frame"][0], base["loss_each_frame"][0] + 0.3 * mse, rtol=1e-5)

@@ -5,7 +5,9 @@ nothing lands in a local 'gs:' folder."""
 import numpy as np
 import pytest
 
-from autogaze_jax import labels, metrics, storage
+from autogaze_jax import storage
+from autogaze_jax.data import labels
+from autogaze_jax.train import metric_log
 
 
 def _entry(frames=2, vocab=5):
@@ -17,14 +19,14 @@ def _entry(frames=2, vocab=5):
 def test_metrics_rows_append_and_tensorboard_events_arrive(where, tmp_path, monkeypatch, gcs_bucket):
   monkeypatch.chdir(tmp_path)
   workdir = f"{gcs_bucket}/metrics_run" if where == "gs" else str(tmp_path / "run")
-  writer = metrics.Writer(workdir)
+  writer = metric_log.Writer(workdir)
   for step in range(3):
     writer.write(step, {"loss": np.float32(1.0 / (step + 1))})
   writer.close()
-  again = metrics.Writer(workdir)  # a resumed run appends to the same file
+  again = metric_log.Writer(workdir)  # a resumed run appends to the same file
   again.write(3, {"loss": 0.2})
   again.close()
-  rows = metrics.read(f"{workdir}/metrics.jsonl")
+  rows = metric_log.read(f"{workdir}/metrics.jsonl")
   assert [r["step"] for r in rows] == [0, 1, 2, 3]
   assert rows[1]["loss"] == pytest.approx(0.5)
   events = [p for p in storage.path(f"{workdir}/tb").iterdir() if "tfevents" in p.name]

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from autogaze_jax import config, target_scales, vocab
+from autogaze_jax import vocab
+from autogaze_jax.inference import target_scales
+from autogaze_jax.models import gaze_config
 
 
 def _masks_from_ids(ids_btg, cfg):
@@ -12,7 +14,7 @@ def _masks_from_ids(ids_btg, cfg):
 
 
 def test_layout_counts_of_the_spec_examples():
-  rel = config.released_config()
+  rel = gaze_config.released_config()
   so400m = target_scales.layout_for(rel, [56, 112, 196, 392], 14)
   assert so400m.sides == (4, 8, 14, 28) and so400m.tokens_per_frame == 16 + 64 + 196 + 784 == 1060
   assert (so400m.tiles_per_side, so400m.tile_px, so400m.pad) == (2, 196, 0)
@@ -25,7 +27,7 @@ def test_layout_counts_of_the_spec_examples():
 
 
 def test_split_tiles_order_and_zero_padding():
-  layout = target_scales.layout_for(config.tiny_config(), [16, 48], 8)  # nt 2, 32-px tiles, pad 16
+  layout = target_scales.layout_for(gaze_config.tiny_config(), [16, 48], 8)  # nt 2, 32-px tiles, pad 16
   v = np.arange(2 * 1 * 1 * 48 * 48, dtype=np.float32).reshape(2, 1, 1, 48, 48) + 1
   tiles = target_scales.split_tiles(v, layout)
   assert tiles.shape == (8, 1, 1, 32, 32)
@@ -39,7 +41,7 @@ def test_split_tiles_order_and_zero_padding():
 def test_hand_checked_small_example():
   # Tiny gaze model: scales 32+64 -> grids 2x2 (ids 0-3) and 4x4 (ids 4-19), PAD 20.
   # Target: 48-px frames, 8-px patches, scales 16+48 -> F = 2, 6 -> N' = 4 + 36 = 40.
-  cfg = config.tiny_config()
+  cfg = gaze_config.tiny_config()
   layout = target_scales.layout_for(cfg, [16, 48], 8)
   pad = 20
   ids = np.full((2 * 4, 2, 3), pad)  # (clips x tiles, frames, slots); tiles (0,0) (0,1) (1,0) (1,1)

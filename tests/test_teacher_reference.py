@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from autogaze_jax import perceptual, reconstruction_task
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.models import feature_vit, gazed_vit
+from autogaze_jax.models import vit_config
+from autogaze_jax.train import oracle, task
+from autogaze_jax.weights import hf_vit
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # the reference README's tolerance for these files
 
@@ -23,9 +24,9 @@ def _one():
 
 def _tower(parity_dir, name):
   hf = json.loads((parity_dir / f"{name}_config.json").read_text())["hf_config"]
-  cfg = feature_vit.config_from_hf(hf)
+  cfg = vit_config.config_from_hf(hf)
   tensors = load_file(str(parity_dir / f"{name}.safetensors"))
-  return cfg, tensors, perceptual.extractor(cfg, tensors, mesh=_one()), np.load(parity_dir / f"{name}_expected.npz")
+  return cfg, tensors, oracle.extractor(cfg, tensors, mesh=_one()), np.load(parity_dir / f"{name}_expected.npz")
 
 
 @pytest.mark.parametrize("name", ["vit_dinov2reg_seed0", "vit_siglip_tower_seed0"])
@@ -59,7 +60,7 @@ def test_siglip_dense_tower_matches_transformers(parity_dir):
   cfg, tensors, _, ref = _tower(parity_dir, "vit_siglip_tower_seed0")
   size = ref["pixel_values"].shape[-1]
   cfg.update({"image_size": size, "scales": (size,), "attn_type": "block_causal", "token_bucket": 128})
-  model = gazed_vit.build(cfg, tensors, mesh=_one())
+  model = hf_vit.build_gazed_vit(cfg, tensors, mesh=_one())
 
   def run(x):
     hidden = model.dense(x)
@@ -83,7 +84,7 @@ def test_official_loss_terms(parity_dir):
     np.testing.assert_allclose(model.from_task_space(pair), ref["pixel_values"], rtol=0, atol=1e-5)
   terms = [(w, model) for w, (_, _, model, _) in zip(weights[1:], towers)]
   pred, target = loss_ref["pred"][:, None], loss_ref["target"][:, None]  # (B, R=1, 3, H, W)
-  loss, l1, parts = jax.jit(lambda p, t: reconstruction_task.frame_loss(p, t, terms))(pred, target)
+  loss, l1, parts = jax.jit(lambda p, t: task.frame_loss(p, t, terms))(pred, target)
   exact = {"rtol": 1e-4, "atol": 1e-6}  # the README's tolerance for these losses (values ~0.01-0.1)
   np.testing.assert_allclose(l1[:, 0], loss_ref["l1"], **exact)
   np.testing.assert_allclose(parts[:, 0, 0], loss_ref["dinov2_reg"], **exact)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from autogaze_jax import tiling
+from autogaze_jax.inference import tiling
 
 
 @pytest.mark.parametrize("shape", [(16, 224, 224), (37, 300, 500), (5, 100, 90), (40, 448, 224)])

@@ -1,5 +1,5 @@
 """The Grain map step that turns a source index into a training clip, where bad files are
-handled: a `ClipError` is logged with its reason, counted in the element's `skipped` field,
+handled: a `VideoError` is logged with its reason, counted in the element's `skipped` field,
 and replaced by another (seeded, so still deterministic) index, so batches stay full. In
 strict mode the first bad file raises instead, naming the file.
 """
@@ -11,8 +11,9 @@ import logging
 import grain
 import numpy as np
 
-from autogaze_jax import labels as labels_lib
-from autogaze_jax.data import clip_reader, transforms
+from autogaze_jax import video as video_lib
+from autogaze_jax.data import labels as labels_lib
+from autogaze_jax.data import transforms
 
 log = logging.getLogger("autogaze_jax.data")
 
@@ -45,7 +46,7 @@ class LoadClip(grain.transforms.RandomMap):
       try:
         clip = self.load(i, rng)
         break
-      except clip_reader.ClipError as e:
+      except video_lib.VideoError as e:
         if self.strict:
           raise ValueError(f"data (strict): unusable video {e}") from None
         skipped += 1

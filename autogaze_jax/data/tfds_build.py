@@ -19,15 +19,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from autogaze_jax.data import clip_reader, sources, transforms
+from autogaze_jax import video as video_lib
+from autogaze_jax.data import sources, transforms
 
-NAME = "autogaze_clips"
-VERSION = "1.0.0"
+NAME, VERSION = sources.TFDS_NAME, sources.TFDS_VERSION
 
 
 def _stage_split(src_dir: str, staging: str, split: str, clip_len: int, size: int,
                  sample_rate: int, min_frames: int, progress: bool) -> dict:
-  paths = sources.list_videos(src_dir, split)
+  paths = video_lib.list_videos(src_dir, split)
   os.makedirs(staging, exist_ok=True)
   prefix = os.path.basename(os.path.normpath(src_dir))
   done = skipped = 0
@@ -39,8 +39,8 @@ def _stage_split(src_dir: str, staging: str, split: str, clip_len: int, size: in
       skipped += os.path.exists(stem + ".skip")
       continue
     try:
-      clip = transforms.to_square(clip_reader.read_clip(path, clip_len, sample_rate, None, min_frames), size)
-    except clip_reader.ClipError as e:
+      clip = transforms.to_square(video_lib.read_clip(path, clip_len, sample_rate, None, min_frames), size)
+    except video_lib.VideoError as e:
       with open(stem + ".skip", "w") as f:
         json.dump({"path": rel, "reason": e.reason}, f)
       skipped += 1

@@ -1,4 +1,4 @@
-"""Spatial transforms of uint8 clips to square training frames (TRAINING.md §8.3-§8.4).
+"""Spatial transforms of uint8 clips to square training frames (docs/design.md, "Data").
 
 `center`: PIL bilinear shortest edge -> size, then a center crop (the task transform; for
 square sources it equals the gaze transform exactly). `random_resized`: a random crop of
@@ -14,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from autogaze_jax import preprocessing
+from autogaze_jax import image as image_lib
 
 MODES = ("center", "random_resized")
 
@@ -48,7 +48,7 @@ def random_resized_box(rng, height: int, width: int, scale=(0.08, 1.0), ratio=(3
 def to_square(frames_thwc: np.ndarray, size: int, mode: str = "center", rng=None) -> np.ndarray:
   """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3)."""
   if mode == "center":
-    return center_crop(preprocessing.resize_frames(frames_thwc, size), size)
+    return center_crop(image_lib.resize_frames(frames_thwc, size), size)
   if mode == "random_resized":
     if rng is None:
       raise ValueError("transforms: mode 'random_resized' needs an rng")

@@ -1,8 +1,8 @@
-"""The AutoGaze gaze model (GAZE_MODEL.md §4-§5): conv video encoder, connector, and the
+"""The AutoGaze gaze model (docs/design.md, "Gaze model"): conv video encoder, connector, and the
 LLaMA-style decoder with K-way multi-token and task-loss heads.
 
 The modules are pure functions of their parameters and explicit caches; decoding lives in
-`autogaze_jax.decoding`, teacher forcing in `autogaze_jax.scoring`.
+`autogaze_jax.models.decoding`, teacher forcing in `autogaze_jax.models.scoring`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from autogaze_jax import bicubic
-from autogaze_jax import config as config_lib
+from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.models import layers
+from autogaze_jax.models import gaze_config, layers
 
 
 def _torch_conv_init(fan_in):
@@ -128,10 +127,10 @@ class GazeModel(nnx.Module):
   """vision_model + connector + gaze_decoder, as the official `gazing_model`."""
 
   def __init__(self, cfg, rngs: nnx.Rngs):
-    config_lib.validate(cfg)
+    gaze_config.validate(cfg)
     self.img_size = cfg.input_img_size
     self.vision_model = ConvEncoder(cfg, rngs)
-    p, d = config_lib.vision_tokens_per_frame(cfg), cfg.decoder.hidden_size
+    p, d = gaze_config.vision_tokens_per_frame(cfg), cfg.decoder.hidden_size
     self.pos_embed = nnx.Param(
       jax.random.normal(rngs.params(), (p, d), jnp.float32), out_sharding=(None, "embed")
     )
@@ -143,7 +142,7 @@ class GazeModel(nnx.Module):
     The in-model PyTorch-bicubic squash to input_img_size x input_img_size comes first.
     """
     b, t = video_bt3hw.shape[:2]
-    x = bicubic.resize_bicubic(video_bt3hw, (self.img_size, self.img_size))
+    x = image_lib.resize_bicubic(video_bt3hw, (self.img_size, self.img_size))
     x = jnp.transpose(x, (0, 1, 3, 4, 2))
     x = mesh_lib.constrain(x, ("batch", None, None, None, None))
     feats, conv_cache = self.vision_model(x, conv_cache)

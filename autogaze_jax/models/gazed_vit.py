@@ -1,4 +1,4 @@
-"""A SigLIP/SigLIP2 vision tower that encodes only gazed multi-scale patches (TRAINING.md §9).
+"""A SigLIP/SigLIP2 vision tower that encodes only gazed multi-scale patches (docs/design.md, "Gazed ViT").
 
 Each frame is bicubic-resized to every scale, cut into patches (coarse -> fine, row-major),
 and each scale gets the checkpoint's position table bicubic-resized to its grid; there is no
@@ -10,16 +10,15 @@ and the post-LayerNorm. Sequences have a static length: callers pad them to a bu
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import vit_config
-from autogaze_jax.models import feature_vit
+from autogaze_jax.models import vit_config
+from autogaze_jax.models.feature_vit import FeatureViT
 from autogaze_jax.models.patches import multiscale_patches, patchify
-from autogaze_jax.models.vit_blocks import PoolingHead, _layer_norm
+from autogaze_jax.models.vit_blocks import PoolingHead, layer_norm
 
 
 def attention_rule(attn_type: str, frame_ids_bn):
@@ -75,13 +74,13 @@ def pack_gazes(gazing_pos, if_padded, num_gazing_each_frame, bucket: int = 128):
 PAD_ROWS_OF_ATTN_TYPE = {"block_causal": "self", "frame_independent": "self", "causal": "last", "bidirectional": "zero"}
 
 
-class GazedViT(feature_vit.FeatureViT):
+class GazedViT(FeatureViT):
   """FeatureViT's SigLIP embeddings and encoder plus the post-LayerNorm, fed gazed tokens."""
 
   def __init__(self, cfg, rngs: nnx.Rngs):
     vit_config.validate(cfg)
     super().__init__(cfg, rngs)
-    self.post_layernorm = _layer_norm(cfg.hidden, cfg.eps, rngs)
+    self.post_layernorm = layer_norm(cfg.hidden, cfg.eps, rngs)
     if cfg.get("pool_head", False):  # SigLIP's attention-pooling head (checkpoints that keep it)
       self.head = PoolingHead(cfg.hidden, cfg.heads, cfg.mlp, cfg.eps, rngs, cfg.approximate_gelu)
 
@@ -133,36 +132,3 @@ class GazedViT(feature_vit.FeatureViT):
     for block in self.blocks:
       x = block(x, fid, pad)
     return self.post_layernorm(x)
-
-  def weight_map(self) -> dict:
-    m = super().weight_map()
-    for part in ("weight", "bias"):
-      key = "scale" if part == "weight" else "bias"
-      m[f"vision_model.post_layernorm.{part}"] = (("post_layernorm", key), lambda w: w)
-    if hasattr(self, "head"):
-      m.update(feature_vit.pooling_head_map("vision_model.head.", ("head",)))
-    return m
-
-
-def normalize_uint8(frames_bthwc):
-  """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in SigLIP's x / 255, mean 0.5, std 0.5."""
-  x = jnp.asarray(frames_bthwc).astype(jnp.float32) / 255.0
-  return jnp.moveaxis((x - 0.5) / 0.5, -1, -3)
-
-
-def build(cfg, tensors: dict | None = None, mesh=None, seed: int = 0) -> GazedViT:
-  """A GazedViT under `mesh` (sharded by the logical rules), with the vision tower of an
-  HF SigLIP/SigLIP2 state dict when `tensors` are given (a text tower is ignored; every
-  name and shape is checked before anything is allocated), else random weights."""
-  mesh = mesh or mesh_lib.make_mesh()
-  make = lambda: GazedViT(cfg, nnx.Rngs(seed))
-  with mesh_lib.use(mesh):
-    abstract_model = nnx.eval_shape(make)
-    graphdef, abstract = nnx.split(abstract_model)
-    shardings = nnx.get_named_sharding(abstract, mesh)
-    if tensors is None:  # one compiled, sharded init instead of one dispatch per parameter
-      state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
-    else:
-      vision = {k: v for k, v in tensors.items() if k.startswith("vision_model.")}
-      state = jax.device_put(feature_vit.load_state(abstract_model, vision), shardings)
-  return nnx.merge(graphdef, state)

@@ -1,13 +1,13 @@
 """Non-overlapping p x p patches flattened in (channel, row, col) order, the order of torch's
 `unfold` and of a Conv2d kernel reshaped to (D, 3 p p), so `patches @ W.T + b` equals the
-convolutional patch embedding (TRAINING.md §9.2 step 2). Single- and multi-scale.
+convolutional patch embedding (docs/design.md, "Gazed ViT"). Single- and multi-scale.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from autogaze_jax import bicubic
+from autogaze_jax import image as image_lib
 
 
 def patchify(pixels_c_hw, p: int):
@@ -25,5 +25,5 @@ def multiscale_patches(pixels_c_hw, scales, p: int, precision=None):
   """The frame bicubic-resized (PyTorch semantics) to each s x s, cut into patches and
   concatenated coarse -> fine: (..., sum_s (s // p)^2, C * p * p)."""
   return jnp.concatenate(
-    [patchify(bicubic.resize_bicubic(pixels_c_hw, (s, s), precision), p) for s in scales], -2
+    [patchify(image_lib.resize_bicubic(pixels_c_hw, (s, s), precision), p) for s in scales], -2
   )

@@ -1,8 +1,8 @@
-"""The VideoMAE-AG reconstructor (TRAINING.md §1): a ViT-MAE whose encoder sees only the
+"""The VideoMAE-AG reconstructor (docs/design.md, "Reconstructor"): a ViT-MAE whose encoder sees only the
 gazed multi-scale patches of all frames (block-causal over frames) and whose decoder
 predicts the finest-scale pixels of selected frames.
 
-Static shapes (§11.4): gazes come as local ids (B, T, G) with PAD = V; the decoder sequence
+Static shapes (docs/design.md, "Reconstructor"): gazes come as local ids (B, T, G) with PAD = V; the decoder sequence
 is [cls | all T*G gaze slots | R*V canvas tokens of the reconstructed frames], with the slots
 of reconstructed frames masked as keys. Masks follow one rule (see vit_blocks).
 """
@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from autogaze_jax import bicubic
+from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import recon_config
+from autogaze_jax.models import recon_config
 from autogaze_jax.models.patches import multiscale_patches
-from autogaze_jax.models.vit_blocks import ViTBlock, _linear, _layer_norm
+from autogaze_jax.models.vit_blocks import ViTBlock, layer_norm, linear
 
 
 def sincos_2d(dim: int, grid: int) -> np.ndarray:
@@ -38,7 +38,7 @@ def encoder_pos_tables(pos_1sd, scales, patch):
   out = []
   for s in scales:
     g = s // patch
-    out.append(jnp.transpose(bicubic.resize_bicubic(grid, (g, g)), (1, 2, 0)).reshape(g * g, -1))
+    out.append(jnp.transpose(image_lib.resize_bicubic(grid, (g, g)), (1, 2, 0)).reshape(g * g, -1))
   return jnp.concatenate(out, 0)
 
 
@@ -48,7 +48,7 @@ def decoder_pos_tables(pos_1sd, scales, patch):
   out = []
   for s in scales:
     n = (s // patch) ** 2
-    out.append(jnp.asarray(bicubic.bicubic_matrix(table.shape[0], n)) @ table)
+    out.append(jnp.asarray(image_lib.bicubic_matrix(table.shape[0], n)) @ table)
   return jnp.concatenate(out, 0)
 
 
@@ -75,7 +75,7 @@ class Reconstructor(nnx.Module):
     param = lambda shape, axes, std=0.02: nnx.Param(
       jax.random.normal(rngs.params(), shape, jnp.float32) * std, out_sharding=axes
     )
-    self.patch_proj = _linear(3 * p * p, d, ("conv_in", "embed"), rngs)
+    self.patch_proj = linear(3 * p * p, d, ("conv_in", "embed"), rngs)
     self.cls_token = param((1, 1, d), (None, None, "embed"))
     grid = recon_config.pos_grid(cfg)
     self.position_embeddings = nnx.Variable(jnp.asarray(sincos_2d(d, grid))[None])
@@ -84,8 +84,8 @@ class Reconstructor(nnx.Module):
     self.layers = nnx.List([
       ViTBlock(d, cfg.num_heads, cfg.intermediate_size, cfg.layer_norm_eps, rngs) for _ in range(cfg.num_layers)
     ])
-    self.layernorm = _layer_norm(d, cfg.layer_norm_eps, rngs)
-    self.decoder_embed = _linear(d, dd, ("embed", "mlp"), rngs)
+    self.layernorm = layer_norm(d, cfg.layer_norm_eps, rngs)
+    self.decoder_embed = linear(d, dd, ("embed", "mlp"), rngs)
     self.mask_token = param((1, 1, dd), (None, None, "mlp"))
     self.decoder_pos_embed = nnx.Variable(jnp.asarray(sincos_2d(dd, grid))[None])
     self.decoder_scale_embed = param((n, dd), (None, "mlp"))
@@ -94,8 +94,8 @@ class Reconstructor(nnx.Module):
       ViTBlock(dd, cfg.decoder_num_heads, cfg.decoder_intermediate_size, cfg.layer_norm_eps, rngs)
       for _ in range(cfg.decoder_num_layers)
     ])
-    self.decoder_norm = _layer_norm(dd, cfg.layer_norm_eps, rngs)
-    self.decoder_pred = _linear(dd, p * p * 3, ("mlp", None), rngs)
+    self.decoder_norm = layer_norm(dd, cfg.layer_norm_eps, rngs)
+    self.decoder_pred = linear(dd, p * p * 3, ("mlp", None), rngs)
 
   def _scale_index(self):
     return np.concatenate([np.full(c, i) for i, c in enumerate(recon_config.tokens_per_scale(self.cfg))])

@@ -17,12 +17,12 @@ from autogaze_jax import mesh as mesh_lib
 _NEG = float(jnp.finfo(jnp.float32).min)
 
 
-def _linear(i, o, axes, rngs):
+def linear(i, o, axes, rngs):
   init = nnx.with_partitioning(nnx.initializers.truncated_normal(0.02), axes)
   return nnx.Linear(i, o, kernel_init=init, bias_init=nnx.with_partitioning(nnx.initializers.zeros, (axes[1],)), rngs=rngs)
 
 
-def _layer_norm(d, eps, rngs):
+def layer_norm(d, eps, rngs):
   return nnx.LayerNorm(
     d, epsilon=eps, use_fast_variance=False, rngs=rngs,
     scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
@@ -85,10 +85,10 @@ def block_causal_attention(q_bqhd, k_bshd, v_bshd, q_fid_bq, k_fid_bs, k_pad_bs,
 class ViTAttention(nnx.Module):
   def __init__(self, d: int, heads: int, rngs: nnx.Rngs):
     self.heads = heads
-    self.query = _linear(d, d, ("embed", "heads"), rngs)
-    self.key = _linear(d, d, ("embed", "heads"), rngs)
-    self.value = _linear(d, d, ("embed", "heads"), rngs)
-    self.out = _linear(d, d, ("heads", "embed"), rngs)
+    self.query = linear(d, d, ("embed", "heads"), rngs)
+    self.key = linear(d, d, ("embed", "heads"), rngs)
+    self.value = linear(d, d, ("embed", "heads"), rngs)
+    self.out = linear(d, d, ("heads", "embed"), rngs)
 
   def __call__(self, x, fid, pad, same_frame_only=False, pad_rows="masked"):
     b, n, d = x.shape
@@ -104,11 +104,11 @@ class ViTBlock(nnx.Module):
 
   def __init__(self, d: int, heads: int, mlp: int, eps: float, rngs: nnx.Rngs,
                approximate_gelu=False, layer_scale=False):
-    self.layernorm_before = _layer_norm(d, eps, rngs)
+    self.layernorm_before = layer_norm(d, eps, rngs)
     self.attention = ViTAttention(d, heads, rngs)
-    self.layernorm_after = _layer_norm(d, eps, rngs)
-    self.fc1 = _linear(d, mlp, ("embed", "mlp"), rngs)
-    self.fc2 = _linear(mlp, d, ("mlp", "embed"), rngs)
+    self.layernorm_after = layer_norm(d, eps, rngs)
+    self.fc1 = linear(d, mlp, ("embed", "mlp"), rngs)
+    self.fc2 = linear(mlp, d, ("mlp", "embed"), rngs)
     self.approximate_gelu = approximate_gelu
     self.layer_scale = layer_scale
     if layer_scale:
@@ -132,11 +132,11 @@ class PoolingHead(nnx.Module):
     self.heads = heads
     self.approximate_gelu = approximate_gelu
     self.probe = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, d)), out_sharding=(None, None, "embed"))
-    self.in_proj = _linear(d, 3 * d, ("embed", "heads"), rngs)
-    self.out_proj = _linear(d, d, ("heads", "embed"), rngs)
-    self.layernorm = _layer_norm(d, eps, rngs)
-    self.fc1 = _linear(d, mlp, ("embed", "mlp"), rngs)
-    self.fc2 = _linear(mlp, d, ("mlp", "embed"), rngs)
+    self.in_proj = linear(d, 3 * d, ("embed", "heads"), rngs)
+    self.out_proj = linear(d, d, ("heads", "embed"), rngs)
+    self.layernorm = layer_norm(d, eps, rngs)
+    self.fc1 = linear(d, mlp, ("embed", "mlp"), rngs)
+    self.fc2 = linear(mlp, d, ("mlp", "embed"), rngs)
 
   def __call__(self, x_bnd, valid_bn=None):
     """(B, N, D) -> (B, D); keys outside `valid` (e.g. bucket padding) are not attended."""

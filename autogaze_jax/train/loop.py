@@ -1,35 +1,71 @@
-"""The training loop shared by every stage: sharded jitted steps, deterministic batches,
-Orbax checkpoints with automatic resume and preemption saves, JSONL/TensorBoard metrics,
-periodic evaluation, and a progress bar."""
+"""What every stage's trainer shares: the opening (`begin`: workdir, config.json, mesh), the
+loop (`run`: sharded jitted steps, deterministic batches, Orbax checkpoints with automatic
+resume and preemption saves, JSONL/TensorBoard metrics, periodic evaluation, a progress bar,
+and the one non-finite check, on log and checkpoint steps), and the closing (`export_model`:
+the final model, parameters only, that later stages and users load; `finish`: report.json)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
+from flax import nnx
 from tqdm import tqdm
 
-from autogaze_jax import checkpointing, metrics
+from autogaze_jax import checkpointing, distributed, storage
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.train import metric_log
 
 
 @dataclasses.dataclass
 class Stage:
   """What a training stage supplies to the loop."""
 
-  step_fn: Callable  # jitted (state, batch, key) -> (state, metrics); donates state
+  step_fn: Callable  # a `make_step` step: (state, batch, key, frozen) -> (state, metrics); donates state
   host_batch: Callable  # step -> numpy pytree (this process's part of the global batch)
   put_batch: Callable  # numpy pytree -> global jax arrays
   evaluate: Callable | None = None  # (state, step) -> dict of scalars
   clips_per_step: int = 1
   data_iterator: object = None  # a Grain iterator behind host_batch: checkpointed with the state
+  frozen: object = ()  # the step's frozen argument (oracle or teachers state), the same every step
 
 
-def _check_finite(metrics: dict, step: int, last_saved) -> None:
-  bad = {k: float(np.asarray(v).ravel()[0]) for k, v in metrics.items() if not np.all(np.isfinite(v))}
+def begin(cfg, workdir: str):
+  """Creates `workdir`, writes the stage config to config.json (process 0) and returns the
+  mesh of `cfg.mesh.shape`."""
+  storage.makedirs(workdir)
+  if distributed.is_main():
+    storage.write_text(os.path.join(workdir, "config.json"), cfg.to_json(indent=2))
+  return mesh_lib.make_mesh(tuple(cfg.mesh.shape))
+
+
+def export_model(workdir: str, name: str, model, model_cfg) -> str:
+  """Writes the model's parameters and config to <workdir>/<name> (once: a resumed, finished
+  run keeps the first export) and returns that path."""
+  path = os.path.join(workdir, name)
+  if not checkpointing.is_checkpoint(path):
+    checkpointing.save(path, nnx.state(model, nnx.Param), model_cfg)
+  return path
+
+
+def finish(workdir: str, report: dict) -> dict:
+  """Writes report.json (process 0) and returns the report."""
+  if distributed.is_main():
+    storage.write_json(os.path.join(workdir, "report.json"), report)
+  return report
+
+
+def check_finite(metrics: dict, step: int, last_saved) -> None:
+  """Raises on a non-finite metric, or on a step's own `nonfinite_<quantity>` flag (a step
+  that skipped its update because that quantity was NaN or inf)."""
+  bad = {k[len("nonfinite_"):]: "nan/inf" for k, v in metrics.items()
+         if k.startswith("nonfinite_") and float(np.asarray(v)) > 0}
+  bad.update({k: float(np.asarray(v).ravel()[0]) for k, v in metrics.items() if not np.all(np.isfinite(v))})
   if bad:
     raise FloatingPointError(
       f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} (metrics are checked on "
@@ -40,7 +76,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True):
   """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`."""
   ckpt = checkpointing.TrainCheckpoints(workdir, checkpoint_every, keep)
-  writer = metrics.Writer(workdir)
+  writer = metric_log.Writer(workdir)
   start = ckpt.latest_step() or 0
   if start:
     state = ckpt.restore(start, checkpointing.abstract_like(state), stage.data_iterator)
@@ -56,12 +92,12 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
     done = start
     for step in bar:
       batch = stage.put_batch(stage.host_batch(step))
-      state, m = stage.step_fn(state, batch, jax.random.fold_in(root, step))
+      state, m = stage.step_fn(state, batch, jax.random.fold_in(root, step), stage.frozen)
       done = step + 1
       log_now = done % log_every == 0 or done == steps
       if log_now or ckpt.should_save(done) or ckpt.reached_preemption(done):
         m = jax.device_get(m)
-        _check_finite(m, done, ckpt.latest_step())  # before anything non-finite is saved
+        check_finite(m, done, ckpt.latest_step())  # before anything non-finite is saved
       if log_now:
         now = time.perf_counter()
         rate = (done - n_last) / max(now - t_last, 1e-9)

@@ -15,22 +15,6 @@ class TrainState(nnx.Module):
     self.opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
-def make_optimizer(cfg, steps: int) -> optax.GradientTransformation:
-  """Adam or SGD with linear warmup and linear decay to 0 (TRAINING.md §7.2)."""
-  sched = optax.join_schedules(
-    [optax.linear_schedule(0.0, cfg.lr, max(1, cfg.warmup_steps)),
-     optax.linear_schedule(cfg.lr, cfg.lr * cfg.final_lr_fraction, max(1, steps - cfg.warmup_steps))],
-    [max(1, cfg.warmup_steps)],
-  )
-  if cfg.name == "adamw":
-    opt = optax.adamw(sched, b1=0.9, b2=0.999, weight_decay=cfg.weight_decay)
-  elif cfg.name == "sgd":
-    opt = optax.sgd(sched, momentum=cfg.momentum)
-  else:
-    raise ValueError(f"optimizer.name: {cfg.name!r} is not one of 'adamw', 'sgd'")
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
-
-
 def abstract(make, mesh):
   """Shapes and shardings of the module `make()` builds, nothing allocated (e.g. for AOT
   compilation on a topology one does not have): returns (graphdef, state of
@@ -48,3 +32,23 @@ def create(make_model, tx, mesh):
   with mesh_lib.use(mesh):
     state = jax.jit(lambda: nnx.state(TrainState(make_model(), tx)), out_shardings=shardings)()
   return graphdef, state, shardings
+
+
+def abstract_train_state(make_model, tx, mesh):
+  """(graphdef, abstract TrainState, shardings) of `TrainState(make_model(), tx)`."""
+  return abstract(lambda: TrainState(make_model(), tx), mesh)
+
+
+def struct(shape, dtype, sharding) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=sharding)
+
+
+def key_struct(mesh) -> jax.ShapeDtypeStruct:
+  """The abstract step key: a typed PRNG key, replicated."""
+  return struct((), jax.eval_shape(lambda: jax.random.key(0)).dtype, mesh_lib.replicated(mesh))
+
+
+def video_struct(cfg, mesh) -> jax.ShapeDtypeStruct:
+  """A global batch of uint8 clips (batch_size, clip_len, S, S, 3), split over the batch axes."""
+  return struct((cfg.batch_size, cfg.clip_len, cfg.image_size, cfg.image_size, 3), jax.numpy.uint8,
+                mesh_lib.batch_sharding(mesh, 5))

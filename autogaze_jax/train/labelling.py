@@ -1,0 +1,194 @@
+"""Greedy NTP labels (docs/design.md, "Greedy labels"): for each clip, frame by frame, repeatedly add the
+gaze whose inclusion gives the lowest reconstruction loss of that frame, until the loss is
+<= ε or the frame's budget is spent; record every step's loss.
+
+The MAE is block-causal, so frame t's loss depends only on frames <= t and the search can
+fix frames in order. One jitted call per greedy step scores every candidate of every clip:
+candidates go through the frozen reconstructor `chunk` at a time (`lax.map` over chunks of
+chunk x B clips). `num_candidates` < V is the cheaper variant: a fresh random subset of the
+not-yet-chosen tokens per step. The loss is the reconstructor's per-frame L1 (the task's
+loss without perceptual terms).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autogaze_jax import image as image_lib
+from autogaze_jax.models import recon_config
+from autogaze_jax.train import task
+
+log = logging.getLogger("autogaze_jax.label")
+
+
+def candidate_losses(recon, video, ids_btg, t, s, cand_bc, chunk: int):
+  """Frame t's loss (B, C) with candidate cand[b, c] (local id) put at slot s of frame t."""
+  b, c = cand_bc.shape
+  n = math.ceil(c / chunk)
+  cand = jnp.pad(cand_bc, ((0, 0), (0, n * chunk - c))).T.reshape(n, chunk, b)
+  lens = jnp.full((chunk * b, ids_btg.shape[1]), ids_btg.shape[2], jnp.int32)
+  rep_video = jnp.broadcast_to(video[None], (chunk, *video.shape)).reshape(chunk * b, *video.shape[1:])
+
+  def one(cs):  # (chunk, B) -> (chunk, B)
+    ids = jnp.broadcast_to(ids_btg[None], (chunk, *ids_btg.shape)).at[:, :, t, s].set(cs)
+    out = task.evaluate(recon, rep_video, ids.reshape(chunk * b, *ids_btg.shape[1:]), lens,
+                                       jnp.reshape(t, (1,)))
+    return out["loss_each_frame"][:, 0].reshape(chunk, b)
+
+  return jax.lax.map(one, cand).reshape(n * chunk, b).T[:, :c]
+
+
+def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key, *, num_candidates: int,
+                chunk: int):
+  """The best next gaze of frame t per clip: (local id (B,), loss after adding it (B,))."""
+  recon = nnx.merge(recon_def, recon_state)
+  video = image_lib.normalize_on_device(clips_u8)
+  b, v = chosen_bv.shape
+  if num_candidates >= v:
+    cand = jnp.broadcast_to(jnp.arange(v, dtype=jnp.int32), (b, v))
+  else:
+    score = jnp.where(chosen_bv, -1.0, jax.random.uniform(key, (b, v)))
+    cand = jax.lax.top_k(score, num_candidates)[1].astype(jnp.int32)
+  taken = jnp.take_along_axis(chosen_bv, cand, 1)
+  losses = jnp.where(taken, jnp.inf, candidate_losses(recon, video, ids_btg, t, s, cand, chunk))
+  best = jnp.argmin(losses, 1)[:, None]
+  return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0]
+
+
+class GreedySearch:
+  """Compiled greedy search with a frozen reconstructor; call it on batches of uint8 clips."""
+
+  def __init__(self, recon, budgets, eps: float, *, num_candidates: int | None = None, chunk: int = 16,
+               seed: int = 0):
+    self.vocab = sum(recon_config.tokens_per_scale(recon.cfg))
+    self.budgets = [int(x) for x in budgets]
+    if min(self.budgets) < 1 or max(self.budgets) > self.vocab:
+      raise ValueError(f"greedy labels: budgets must be in [1, {self.vocab}], got {self.budgets}")
+    self.eps = float(eps)
+    self.num_candidates = min(self.vocab, num_candidates or self.vocab)
+    if self.num_candidates < 1:
+      raise ValueError(f"greedy labels: num_candidates must be >= 1, got {num_candidates}")
+    self.recon_def, self.recon_state = nnx.split(recon)
+    self.key = jax.random.key(seed)
+    self.step = jax.jit(functools.partial(greedy_step, self.recon_def, num_candidates=self.num_candidates,
+                                          chunk=min(chunk, self.num_candidates)))
+
+  def __call__(self, clips_u8: np.ndarray, call: int = 0) -> list[dict]:
+    """uint8 clips (B, T, H, W, 3) -> B label entries {gazing_pos (global), task_losses}."""
+    b, t = clips_u8.shape[:2]
+    if len(self.budgets) != t:
+      raise ValueError(f"greedy labels: {len(self.budgets)} budgets for clips of {t} frames")
+    clips = jnp.asarray(clips_u8)
+    ids = np.full((b, t, max(self.budgets)), self.vocab, np.int32)
+    pos = [[[] for _ in range(t)] for _ in range(b)]
+    losses = [[[] for _ in range(t)] for _ in range(b)]
+    for ti in range(t):
+      chosen = np.zeros((b, self.vocab), bool)
+      active = np.ones((b,), bool)
+      for s in range(self.budgets[ti]):
+        key = jax.random.fold_in(self.key, (call * t + ti) * self.vocab + s)
+        pick, loss = jax.device_get(self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
+        for i in np.flatnonzero(active):
+          ids[i, ti, s] = pick[i]
+          chosen[i, pick[i]] = True
+          pos[i][ti].append(int(pick[i]) + ti * self.vocab)
+          losses[i][ti].append(float(loss[i]))
+          active[i] = loss[i] > self.eps
+        if not active.any():
+          break
+    return [{"gazing_pos": pos[i], "task_losses": losses[i]} for i in range(b)]
+
+
+def label_clips(search: GreedySearch, clips, batch_size: int, progress: bool = True, total: int | None = None) -> dict:
+  """clips: iterable of (key, uint8 (T, H, W, 3)) -> {key: label entry}, with a progress bar."""
+  from tqdm import tqdm
+
+  out, keys, batch = {}, [], []
+  bar = tqdm(total=total, desc="label", unit="clip", disable=not progress, dynamic_ncols=True)
+
+  def flush():
+    for k, entry in zip(keys, search(np.stack(batch), call=len(out))):
+      out[k] = entry
+    bar.update(len(batch))
+    keys.clear(), batch.clear()
+
+  for k, clip in clips:
+    keys.append(k)
+    batch.append(np.asarray(clip, np.uint8))
+    if len(batch) == batch_size:
+      flush()
+  if batch:
+    flush()
+  bar.close()
+  return out
+
+
+def summary(entries: dict, eps: float, vocab: int) -> dict:
+  """Mean label length per frame, gaze ratio, and how often ε was reached."""
+  lens = np.array([[len(fr) for fr in e["gazing_pos"]] for e in entries.values()])
+  last = np.array([[fr[-1] for fr in e["task_losses"]] for e in entries.values()])
+  return {"clips": len(entries), "mean_gazes_per_frame": lens.mean(0).round(2).tolist(),
+          "gaze_ratio": float(lens.mean() / vocab), "frames_reaching_eps": float((last <= eps).mean()),
+          "mean_final_loss": float(last.mean())}
+
+
+def source_clips(data_cfg, count: int, seed: int = 0):
+  """Yields (key, uint8 clip (T, S, S, 3)) of the first `count` clips of the training source
+  of `data_cfg` (seeded by `seed`), keyed as the NTP stage's data source keys them, center
+  crops as labels describe; an unusable video is logged and skipped (strict: raises)."""
+  from autogaze_jax import video as video_lib
+  from autogaze_jax.data import loading, pipeline
+
+  source = pipeline.make_source(data_cfg, "train", seed)
+  load = loading.LoadClip(source, np.arange(len(source)), data_cfg.image_size, "center",
+                          clip_len=data_cfg.clip_len)
+  for i in range(min(count, len(source))):
+    try:
+      clip = load.load(i, np.random.default_rng(i))
+    except video_lib.VideoError as e:
+      if data_cfg.strict:
+        raise ValueError(f"label (data.strict): unusable video {e}") from None
+      log.warning("label: skipping %s (%s)", e.path, e.reason)
+      continue
+    yield source.key(i), clip
+
+
+def run(cfg, out_path: str, clips=None, progress: bool = True) -> dict:
+  """Labels clips with the oracle's reconstructor (L1 only) and writes `gazing_labels.json`.
+
+  cfg: an NTP config (configs/ntp.py): clip_len, image_size, seed, data, oracle, label.*.
+  clips: iterable of (key, uint8 clip (T, H, W, 3)); default the first cfg.label.num_clips
+  clips of `pipeline.make_source(cfg.data, "train", cfg.seed)`, keyed by `source.key(i)`,
+  the keys the NTP stage joins its labels on.
+  """
+  from autogaze_jax import mesh as mesh_lib
+  from autogaze_jax import vocab as vocab_lib
+  from autogaze_jax.data import labels, pipeline
+  from autogaze_jax.train import oracle
+
+  labels.check_output(out_path)  # before any work
+  lc = cfg.label
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  recon = oracle.load_reconstructor(cfg.oracle.model, mesh, workdir=cfg.oracle.workdir, weights=cfg.oracle.weights)
+  vocab = sum(recon_config.tokens_per_scale(recon.cfg))
+  t = cfg.clip_len
+  budgets = vocab_lib.budgets_from_ratio([lc.budget_ratio_first] + [lc.budget_ratio] * (t - 1), t, vocab)
+  search = GreedySearch(recon, budgets, lc.eps, num_candidates=lc.num_candidates or None, chunk=lc.chunk,
+                        seed=cfg.seed)
+  total = None
+  if clips is None:
+    clips = source_clips(pipeline.for_training(cfg), lc.num_clips, cfg.seed)
+    total = lc.num_clips
+  with mesh_lib.use(mesh):
+    entries = label_clips(search, clips, lc.batch_size, progress, total)
+  if not entries:
+    raise ValueError("label: no usable clips to label")
+  labels.write(out_path, entries)
+  return dict(summary(entries, lc.eps, vocab), budgets=budgets.tolist(), out=out_path)

@@ -1,0 +1,157 @@
+"""NTP, stage 1 (docs/design.md, NTP): teacher-forced next-token prediction of greedy labels plus
+the task-loss regression, and its jitted, donated, sharded train step.
+
+Per clip b, with m the mask of real label slots (PAD and the official "+1 EOS" slot are
+never targets) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
+  ntp(b) = -sum_j m[b,j] log p[b,j] / D
+  tlp(b) =  sum_j m[b,j] (pred[b,j] - task_losses[b,j])^2 / D
+  loss   = mean_b (ntp(b) + w * tlp(b))        (w = 1 officially; tlp dropped if disabled)
+log p comes from `scoring.score` (log(softmax + 1e-8), head j mod K for slot j), so
+multi-token prediction needs nothing more here. The task model is not run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from autogaze_jax import image as image_lib
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab as vocab_lib
+from autogaze_jax.models import scoring
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.train import optim
+from autogaze_jax.train import state as state_lib
+
+GUARDED = ("task_losses", "ntp_loss", "task_loss_prediction_loss", "grad_norm")
+
+
+def as_video(x):
+  """uint8 frames (B, T, H, W, 3) -> normalised (B, T, 3, H, W); float input passes as is."""
+  return image_lib.normalize_on_device(x) if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+
+
+def loss_terms(model, video, ids_btg, lens_bt, targets_btg):
+  """Per-clip ntp(b), tlp(b) (B,) and the mask (B, T, G) of real label slots."""
+  vocab = model.gaze_decoder.vocab - 1
+  log_p, pred = scoring.score(model, video, ids_btg, lens_bt)
+  g = ids_btg.shape[-1]
+  m = ((ids_btg != vocab) & (jnp.arange(g) < lens_bt[..., None])).astype(jnp.float32)
+  denom = m.sum() / m.shape[0] + 1e-6
+  ntp = -(log_p * m).sum((1, 2)) / denom
+  tlp = (jnp.square(pred - targets_btg) * m).sum((1, 2)) / denom
+  return ntp, tlp, m
+
+
+def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True):
+  """The NTP loss of one micro-batch {video, ids, lens, task_losses}; returns (loss, aux)."""
+  ntp, tlp, m = loss_terms(model, as_video(batch["video"]), batch["ids"], batch["lens"], batch["task_losses"])
+  total = ntp + tlp_weight * tlp if optimize_tlp else ntp
+  aux = {"ntp_loss": ntp.mean(), "task_loss_prediction_loss": tlp.mean(), "real_slots_per_clip": m.sum() / m.shape[0]}
+  return total.mean(), aux
+
+
+def _micro_batches(batch, accum: int):
+  """(B, ...) -> (A, B / A, ...); micro-batch a takes rows a, a + A, ... so that every
+  micro-batch stays spread over the devices the global batch is sharded on."""
+  def split(x):
+    if x.shape[0] % accum:
+      raise ValueError(f"ntp: global batch {x.shape[0]} is not a multiple of accum_steps={accum}")
+    return x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+  return jax.tree.map(split, batch)
+
+
+
+def train_step(graphdef, state, batch, key, frozen=(), *, accum_steps: int = 1, tlp_weight: float = 1.0,
+                optimize_tlp: bool = True):
+  """One optimizer step over the global batch, in `accum_steps` micro-batches (gradients
+  summed over micro-batch losses / A). A step whose labels, losses or gradients are
+  not finite leaves the state unchanged and flags the offending quantity in the metrics.
+  `key` and `frozen` are unused (NTP is deterministic and needs no oracle): the shared step signature.
+  """
+  del key
+  old = jax.tree.leaves(state)
+  ts = nnx.merge(graphdef, state)
+  model_graph, params, rest = nnx.split(ts.model, nnx.Param, ...)
+
+  def micro(p, mb):
+    mb = jax.tree.map(lambda x: mesh_lib.constrain(x, ("batch",) + (None,) * (x.ndim - 1)), mb)
+    fn = lambda q: loss(nnx.merge(model_graph, q, rest), mb, tlp_weight=tlp_weight, optimize_tlp=optimize_tlp)
+    (value, aux), grads = jax.value_and_grad(fn, has_aux=True)(p)
+    return grads, dict(aux, loss=value)
+
+  if accum_steps == 1:
+    grads, m = micro(params, batch)
+  else:
+    def body(acc, mb):
+      g, aux = micro(params, mb)
+      return jax.tree.map(jnp.add, acc, (g, aux)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    zero_m = {k: jnp.float32(0) for k in ("ntp_loss", "task_loss_prediction_loss", "real_slots_per_clip", "loss")}
+    (grads, m), _ = jax.lax.scan(body, (zeros, zero_m), _micro_batches(batch, accum_steps))
+    grads = jax.tree.map(lambda g: g / accum_steps, grads)
+    m = {k: v / accum_steps for k, v in m.items()}
+  m["grad_norm"] = optax.global_norm(grads)
+  bad = {
+    "task_losses": ~jnp.all(jnp.isfinite(batch["task_losses"])),
+    "ntp_loss": ~jnp.isfinite(m["ntp_loss"]),
+    "task_loss_prediction_loss": ~jnp.isfinite(m["task_loss_prediction_loss"]),
+    "grad_norm": ~jnp.isfinite(m["grad_norm"]),
+  }
+  ok = ~jnp.any(jnp.stack([bad[k] for k in GUARDED]))
+  ts.opt.update(ts.model, grads)
+  new, treedef = jax.tree.flatten(nnx.state(ts))
+  state = jax.tree.unflatten(treedef, [jnp.where(ok, n, o) for n, o in zip(new, old)])
+  m.update({f"nonfinite_{k}": v.astype(jnp.float32) for k, v in bad.items()})
+  return state, m
+
+
+BATCH_NDIMS = {"video": 5, "ids": 3, "lens": 2, "task_losses": 3}
+
+
+def accum_steps(cfg) -> int:
+  """Micro-batches per optimizer step (cfg.micro_batch_size 0: none)."""
+  if not cfg.micro_batch_size or cfg.micro_batch_size >= cfg.batch_size:
+    return 1
+  if cfg.batch_size % cfg.micro_batch_size:
+    raise ValueError(f"ntp: batch_size={cfg.batch_size} is not a multiple of micro_batch_size={cfg.micro_batch_size}")
+  return cfg.batch_size // cfg.micro_batch_size
+
+
+def make_step(graphdef, shardings, mesh, cfg):
+  """(jitted step, batch shardings): (state, batch, key, frozen) -> (state, metrics); the
+  state is donated, the batch split over the mesh's batch axes."""
+  batch_sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in BATCH_NDIMS.items()}
+  repl = mesh_lib.replicated(mesh)
+  fn = functools.partial(train_step, graphdef, accum_steps=accum_steps(cfg), tlp_weight=cfg.loss.tlp_weight,
+                         optimize_tlp=cfg.loss.optimize_task_loss_prediction)
+  step = jax.jit(fn, in_shardings=(shardings, batch_sh, repl, repl), out_shardings=(shardings, repl),
+                 donate_argnums=0)
+  return step, batch_sh
+
+
+def abstract_inputs(cfg, mesh):
+  """(graphdef, shardings, (state, batch, key, frozen) as jax.ShapeDtypeStruct), with the
+  label slots of the labeller's largest (first-frame) budget."""
+  tx = optim.make(cfg.optimizer, cfg.steps)
+  g = cfg.gaze
+  graphdef, state, shardings = state_lib.abstract_train_state(lambda: GazeModel(g, nnx.Rngs(0)), tx, mesh)
+  v, k, b, t = g.num_vision_tokens_each_frame, g.decoder.num_multi_token_pred, cfg.batch_size, cfg.clip_len
+  slots = vocab_lib.slots_per_frame(int(cfg.label.budget_ratio_first * v), k)
+  sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in BATCH_NDIMS.items()}
+  batch = {"video": state_lib.video_struct(cfg, mesh), "ids": state_lib.struct((b, t, slots), jnp.int32, sh["ids"]),
+           "lens": state_lib.struct((b, t), jnp.int32, sh["lens"]),
+           "task_losses": state_lib.struct((b, t, slots), jnp.float32, sh["task_losses"])}
+  return graphdef, shardings, (state, batch, state_lib.key_struct(mesh), ())
+
+
+def host_arrays(videos, collated: dict) -> dict:
+  """The step's batch pytree from uint8 clips (B, T, H, W, 3) and `labels.collate` output."""
+  return {"video": np.asarray(videos), "ids": collated["ids"], "lens": collated["lens"],
+          "task_losses": collated["task_losses"]}

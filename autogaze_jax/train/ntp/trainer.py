@@ -1,0 +1,104 @@
+"""Stage 1 trainer: NTP on labelled clips with the shared loop (checkpoints, resume, metrics,
+held-out evaluation), ending with the gaze model written to <workdir>/gaze_final.
+
+The data are the Grain pipeline's (`config.data`) restricted to the clips that have labels
+in `config.labels` (joined on the last three path components of the source's keys, which
+`autogaze-jax label` writes); each batch carries its clips' labels. The iterator position is
+checkpointed, so a resumed run sees exactly the batches it would have seen. Held-out clips
+are the validation split's (`pipeline.eval_clips`), the ones GRPO evaluates on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+from flax import nnx
+
+from autogaze_jax import distributed, pictures
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import labels, pipeline
+from autogaze_jax.models.gaze import GazeModel
+from autogaze_jax.train import evals, loop, metric_log, optim, oracle
+from autogaze_jax.train import state as state_lib
+from autogaze_jax.train.ntp import step as ntp_step
+
+
+def labelled_batches(cfg, source, vocab: int, k: int):
+  """(Grain iterator of labelled batches, static gaze slots per frame) over the clips of
+  `source` that have labels in `cfg.labels`; every used label is checked against clip_len."""
+  if not cfg.labels:
+    raise ValueError("ntp: no labels; pass --config.labels=FILE (write one with `autogaze-jax label`)")
+  data = pipeline.for_training(cfg)
+  table, indices, slots = pipeline.labelled(data, source, vocab, k)
+  for i in indices:
+    key = labels.key_of(source.key(int(i)))
+    labels.validate_entry(key, table[key], cfg.clip_len, vocab)
+  ds = pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed, indices=indices,
+                             labels=table, label_vocab=vocab, label_slots=slots)
+  return iter(ds), slots
+
+
+def step_batch(element: dict) -> dict:
+  """A pipeline element -> the NTP step's batch (video, ids, lens, task_losses)."""
+  return {"video": element["video"], "ids": element["label_ids"], "lens": element["label_lens"],
+          "task_losses": element["label_task_losses"]}
+
+
+def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = True) -> dict:
+  """Runs NTP; writes metrics.jsonl, curve.png, report.json, ckpt/ and gaze_final/.
+
+  source: a data source (`pipeline.make_source` protocol: len, key(i), load(i, rng)) whose
+  labelled clips are trained on; default `pipeline.make_source(cfg.data, "train", cfg.seed)`.
+  oracle_model: the frozen reconstructor of the held-out evaluation; default
+  `oracle.load(cfg.oracle)`'s.
+  """
+  vocab, k = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred
+  if source is None:
+    source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
+  batches, slots = labelled_batches(cfg, source, vocab, k)
+  mesh = loop.begin(cfg, workdir)
+  tx = optim.make(cfg.optimizer, cfg.steps)
+  graphdef, state, shardings = state_lib.create(lambda: GazeModel(cfg.gaze, nnx.Rngs(cfg.seed)), tx, mesh)
+  step, batch_sh = ntp_step.make_step(graphdef, shardings, mesh, cfg)
+
+  def host_batch(i):  # the iterator's position is checkpointed, so a resumed run continues it
+    return step_batch(next(batches))
+
+  def put_batch(x):
+    return {name: jax.make_array_from_process_local_data(batch_sh[name], v) for name, v in x.items()}
+
+  if oracle_model is None:
+    oracle_model = oracle.load_reconstructor(cfg.oracle.model, mesh, workdir=cfg.oracle.workdir,
+                                             weights=cfg.oracle.weights)
+  held = pipeline.eval_clips(pipeline.for_training(cfg), cfg.eval.num_clips, cfg.seed)
+  evaluate = evals.ratio_evaluator(graphdef, oracle_model, mesh, held, eps=cfg.eval.eps, ratios=cfg.eval.ratios,
+                                   frames=cfg.eval.frames, picture_dir=os.path.join(workdir, "pictures"))
+  t0 = time.perf_counter()
+  stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
+                     clips_per_step=cfg.batch_size, data_iterator=batches)
+  with mesh_lib.use(mesh):
+    state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
+                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
+  wall = time.perf_counter() - t0
+  loop.export_model(workdir, "gaze_final", nnx.merge(graphdef, state).model, cfg.gaze)
+  return _report(workdir, cfg, wall, slots)
+
+
+def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
+  rows = metric_log.read(os.path.join(workdir, "metrics.jsonl"))
+  if distributed.is_main():
+    pictures.curves(os.path.join(workdir, "curve.png"), rows, ["ntp_loss", "task_loss_prediction_loss"],
+                 "NTP training loss")
+  eval_rows = [r for r in rows if "eval_ratio_at_eps" in r]
+  train_rows = [r for r in rows if "ntp_loss" in r]
+  pick = lambda r: {k: v for k, v in r.items() if k.startswith("eval_")}
+  report = {
+    "steps": cfg.steps, "wall_s": round(wall, 1), "slots_per_frame": slots, "eval_eps": cfg.eval.eps,
+    "ntp_loss_first_logged": train_rows[0]["ntp_loss"] if train_rows else None,
+    "ntp_loss_last_logged": train_rows[-1]["ntp_loss"] if train_rows else None,
+    "eval_untrained": pick(eval_rows[0]) if eval_rows else None,
+    "eval_final": pick(eval_rows[-1]) if eval_rows else None,
+  }
+  return loop.finish(workdir, report)
