@@ -1,6 +1,7 @@
-"""PyTorch-compatible bicubic resize (`F.interpolate(mode="bicubic", align_corners=False)`).
+"""Images: the official frame preprocessing, PyTorch-compatible bicubic resize, and the
+normalisations of uint8 frames for the gaze model and for SigLIP.
 
-Implemented as static (out x in) matrices per axis (docs/design.md, "Preprocessing"): A = -0.75, no
+Bicubic resize equals `F.interpolate(mode="bicubic", align_corners=False)`, implemented as static (out x in) matrices per axis (docs/design.md, "Preprocessing"): A = -0.75, no
 antialiasing, taps clamped to the border, no clipping of the output. `jax.image.resize`
 antialiases and uses a different kernel, so it is not equivalent.
 

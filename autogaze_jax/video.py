@@ -52,31 +52,42 @@ def probe(path: str) -> dict:
     raise VideoError(path, f"cannot be opened as a video ({type(e).__name__}: {e})") from None
 
 
-def iter_frames(path: str) -> Iterator[np.ndarray]:
-  """Every frame of the file in order, uint8 (H, W, 3) RGB, upright. A decoding error raises
-  VideoError (after the frames that did decode have been yielded)."""
+def _decoded(path: str):
+  """The file's av.VideoFrames in order (not yet converted); VideoError when it cannot be
+  opened, and when decoding fails (after the frames that did decode)."""
   import av
 
-  probe(path)
   try:
     with av.open(path) as container:
       stream = container.streams.video[0]
       stream.thread_type = "AUTO"
-      for frame in container.decode(stream):
-        yield _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+      yield from container.decode(stream)
   except VideoError:
     raise
   except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
     raise VideoError(path, f"cannot be decoded ({type(e).__name__}: {e})") from None
 
 
+def _rgb_upright(frame) -> np.ndarray:
+  return _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+
+
+def iter_frames(path: str) -> Iterator[np.ndarray]:
+  """Every frame of the file in order, uint8 (H, W, 3) RGB, upright. A decoding error raises
+  VideoError (after the frames that did decode have been yielded)."""
+  probe(path)
+  for frame in _decoded(path):
+    yield _rgb_upright(frame)
+
+
 def read_frames(path: str, num_frames: int | None = 16, start: int = 0) -> np.ndarray:
   """Frames [start, start + num_frames) as uint8 (T, H, W, 3); num_frames None reads to the
   end. Raises VideoError for a missing, unreadable or too short file."""
+  probe(path)
   frames = []
-  for i, frame in enumerate(iter_frames(path)):
+  for i, frame in enumerate(_decoded(path)):
     if i >= start:
-      frames.append(frame)
+      frames.append(_rgb_upright(frame))
       if num_frames is not None and len(frames) == num_frames:
         break
   if not frames:
@@ -130,10 +141,10 @@ def read_clip(path: str, clip_len: int = 16, sample_rate: int = 1, rng=None,
   stop_at = int(want[-1]) if want is not None else clip_len * sample_rate - 1
   frames, count, reached = {}, 0, False
   try:
-    for i, frame in enumerate(iter_frames(path)):
+    for i, frame in enumerate(_decoded(path)):  # only the kept frames are converted
       count = i + 1
       if keep is None or i in keep:
-        frames[i] = frame
+        frames[i] = _rgb_upright(frame)
       if i >= stop_at:
         reached = True
         break

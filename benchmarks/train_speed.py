@@ -48,6 +48,8 @@ def measure(config: str, devices: int, steps: int, micro_batch: int = 0) -> dict
   from autogaze_jax.train import state as state_lib
 
   cfg = config_files.load(os.path.join(ROOT, "configs", config))
+  if cfg.stage not in ("ntp", "grpo"):
+    raise ValueError(f"train_speed: {config} is a {cfg.stage!r} config; this benchmark times the gaze stages")
   cfg.batch_size = max(cfg.batch_size // devices, 1) * devices  # splits over the devices
   if "micro_batch_size" in cfg:  # NTP: gradient accumulation over micro-batches of this many clips
     cfg.micro_batch_size = micro_batch if micro_batch and cfg.batch_size % micro_batch == 0 else 0

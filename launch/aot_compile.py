@@ -1,7 +1,7 @@
 """Check a pod config before paying for the pod: compile its step for a TPU topology on this
 machine (CPU only; needs `pip install libtpu==0.0.50.*`) and print, per step, HBM per chip
 (arguments, temporaries, outputs), whether it fits, XLA's FLOP and byte counts, a roofline
-time and the implied clips/s for the whole slice (see autogaze_jax/aot.py for the caveats).
+time and the implied clips/s for the whole slice (see autogaze_jax/cli/aot.py for the caveats).
 
   python launch/aot_compile.py --config configs/ntp.py:official --topology v5e:16x16
   python launch/aot_compile.py --config configs/grpo.py:official --topology v5p:4x4x4

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a local virtual environment (once) and run an autogaze-jax command in it.
-#   bash launch/local.sh demo --out runs/demo     # the main job on the embedded default
+#   bash launch/local.sh main-job --workdir runs/main_job   # the main job on the embedded default
+#   bash launch/local.sh demo --out runs/demo     # gaze one generated clip
 #   bash launch/local.sh test                     # the test suite (pytest, CPU; PYTEST_WORKERS=2)
 #   bash launch/local.sh gaze --checkpoint DIR --video clip.mp4 --gazing-ratio 0.1
 #   bash launch/local.sh multiprocess 2 train --config configs/ntp.py:tiny --workdir runs/x ...

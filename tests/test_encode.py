@@ -5,8 +5,8 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from helpers import hf_towers
 from safetensors.numpy import save_file
-from test_perceptual import _hf_siglip
 
 from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
@@ -102,7 +102,7 @@ def test_encode_command_rejects_bad_vit_files(capsys, tmp_path, video_file, vit_
   assert rc == 2 and err.strip().splitlines()[-1].startswith(f"error: --vit: cannot read {junk}")
   cfg = vit_config.vit_config("tiny")
   cfg.hidden, cfg.mlp = 48, 96  # another width
-  wide = _hf_siglip(cfg, np.random.default_rng(0)) | {"vision_model.post_layernorm.bias": np.zeros(48, np.float32)}
+  wide = hf_towers.siglip(cfg, np.random.default_rng(0)) | {"vision_model.post_layernorm.bias": np.zeros(48, np.float32)}
   save_file(wide, str(tmp_path / "wide.safetensors"))
   rc, _, err = _run(capsys, *common, "--vit", tmp_path / "wide.safetensors")
   last = err.strip().splitlines()[-1]
@@ -112,7 +112,7 @@ def test_encode_command_rejects_bad_vit_files(capsys, tmp_path, video_file, vit_
 
 def test_load_vit_reads_a_file(tmp_path):
   cfg = vit_config.vit_config("tiny")
-  tensors = _hf_siglip(cfg, np.random.default_rng(0))
+  tensors = hf_towers.siglip(cfg, np.random.default_rng(0))
   tensors["vision_model.post_layernorm.bias"] = np.full(32, 0.5, np.float32)
   save_file(tensors, str(tmp_path / "vit.safetensors"))
   model = encode.load_vit(cfg, str(tmp_path / "vit.safetensors"), mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))

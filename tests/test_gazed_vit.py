@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import hf_towers
 from safetensors.numpy import load_file, save_file
-from test_perceptual import _hf_siglip
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import gazed_vit, vit_blocks, vit_config
@@ -25,7 +25,7 @@ def _one():
 @pytest.fixture(scope="module")
 def hf_file(tmp_path_factory):
   cfg = vit_config.vit_config("tiny")
-  tensors = _hf_siglip(cfg, np.random.default_rng(0))
+  tensors = hf_towers.siglip(cfg, np.random.default_rng(0))
   tensors["vision_model.post_layernorm.weight"] = 1 + tensors["vision_model.post_layernorm.weight"]
   tensors["vision_model.post_layernorm.bias"] = np.full((cfg.hidden,), 0.1, np.float32)
   tensors["text_model.embeddings.token_embedding.weight"] = np.zeros((8, 4), np.float32)  # ignored

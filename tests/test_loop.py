@@ -1,4 +1,4 @@
-"""The shared training loop stops on a non-finite metric before it can be checkpointed."""
+"""The shared training loop stops on a non-finite metric, or on any skipped step since its last check, before it can be checkpointed."""
 
 import jax
 import jax.numpy as jnp
@@ -25,3 +25,16 @@ def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
   restored = ckpt.restore(4, checkpointing.abstract_like({"w": jnp.zeros(3)}))
   np.testing.assert_array_equal(restored["w"], np.full(3, 4.0))
   ckpt.close()
+
+
+def test_a_skipped_step_between_checks_is_still_reported(tmp_path):
+  """A step that skips its update (flag `nonfinite_x`) at step 3 is reported at the step-5
+  log check, though step 4's own flag is clean: the loop merges flags between checks."""
+  def step_fn(state, batch, key, frozen):
+    return {"w": state["w"] + 1.0}, {"loss": jnp.sum(state["w"]), "nonfinite_labels": batch}
+
+  host = lambda i: np.float32(1.0 if i == 2 else 0.0)
+  stage = loop.Stage(step_fn=jax.jit(step_fn), host_batch=host, put_batch=jnp.asarray)
+  with pytest.raises(FloatingPointError, match=r"step 5: non-finite labels=nan/inf"):
+    loop.run(stage, {"w": jnp.zeros(3)}, workdir=str(tmp_path), steps=10, seed=0, log_every=5,
+             eval_every=100, checkpoint_every=100, progress=False)

@@ -43,7 +43,7 @@ def test_main_job_runs_every_stage_reports_and_resumes_in_a_gs_workdir(tmp_path,
   for name, body in BODIES.items():
     (configs / f"{name}.py").write_text(SHRUNK.format(root=ROOT, name=name, body=body))
   work = epath.Path(gcs_bucket) / "main_job"
-  report = main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 1), progress=False, seed=1)
+  report = main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 1), progress=False)
   gen = report["ratio_at_eps"]["generated"]
   assert set(gen) == {"random", "untrained", "ntp", "grpo"} and all(0 < v <= 1 for v in gen.values())
   assert report["seeds"] == {"recon": 1, "ntp": 1, "grpo": 1}
@@ -55,8 +55,8 @@ def test_main_job_runs_every_stage_reports_and_resumes_in_a_gs_workdir(tmp_path,
   assert [p.name for p in tmp_path.iterdir()] == ["configs"], "something was written locally"
   assert "NTP + GRPO" in (work / "report.md").read_text()
   capsys.readouterr()
-  again = main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 1), progress=False, seed=1)  # nothing left to do
+  again = main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 1), progress=False)  # nothing left to do
   assert capsys.readouterr().out.count("already done") == len(main_job.STAGES)
   assert again["ratio_at_eps"] == json.loads((work / "report.json").read_text())["ratio_at_eps"]
   with pytest.raises(ValueError, match="--seed 1, not 2"):
-    main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 2), progress=False, seed=2)
+    main_job.run(str(work), config_files.main_job_configs(str(configs), str(work), 2), progress=False)

@@ -75,7 +75,7 @@ def step_cfg(accum=1, batch=2):
 
 
 def opt_cfg(lr=1e-2, schedule="constant", name="adam"):
-  return ml_collections.ConfigDict(dict(name=name, lr=lr, min_lr=1e-5, schedule=schedule, grad_clip=0.0))
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, schedule=schedule, grad_clip=0.0, **({"min_lr": 1e-5} if schedule == "linear" else {})))
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,7 @@ def test_optimizer_linear_schedule_and_errors():
     optim.make(opt_cfg(name="lion"), 10)
   with pytest.raises(ValueError, match="optimizer.schedule"):
     optim.make(opt_cfg(schedule="cosine"), 10)
+  with pytest.raises(ValueError, match="need schedule='linear'"):  # a warmup the constant schedule would drop
+    optim.make(ml_collections.ConfigDict(dict(name="adamw", lr=1e-3, warmup_steps=10)), 100)
+  with pytest.raises(ValueError, match="fields are name, lr"):  # a typo is not a silent default
+    optim.make(ml_collections.ConfigDict(dict(name="adam", lr=1e-3, warmup_step=10)), 100)

@@ -106,11 +106,11 @@ def test_config_overrides_reject_typos_and_bad_types():
 
 
 def test_training_with_perceptual_terms(tmp_path):
+  from helpers import hf_towers
   from safetensors.numpy import save_file
-  from test_perceptual import _hf_siglip
 
   cfg_sig = vit_config.siglip2_config("tiny")
-  save_file(_hf_siglip(cfg_sig, np.random.default_rng(0)), str(tmp_path / "siglip.safetensors"))
+  save_file(hf_towers.siglip(cfg_sig, np.random.default_rng(0)), str(tmp_path / "siglip.safetensors"))
   cfg = small_cfg(steps=2)
   cfg.perceptual.siglip2 = str(tmp_path / "siglip.safetensors")
   cfg.perceptual.size = "tiny"

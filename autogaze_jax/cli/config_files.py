@@ -20,7 +20,7 @@ def load(spec: str):
   if not os.path.isfile(path):
     raise ValueError(f"--config: {path} does not exist")
   folder = os.path.dirname(os.path.abspath(path))
-  sys.modules.pop("common", None)  # a `common` of another config folder must not be reused
+  before = sys.modules.pop("common", None)  # another folder's (or program's) `common` is not reused
   sys.path.insert(0, folder)
   try:
     mod_spec = importlib.util.spec_from_file_location("_autogaze_config", path)
@@ -29,6 +29,8 @@ def load(spec: str):
   finally:
     sys.path.remove(folder)
     sys.modules.pop("common", None)
+    if before is not None:  # and whatever `common` the program had is given back
+      sys.modules["common"] = before
   if not hasattr(mod, "get_config"):
     raise ValueError(f"--config: {path} defines no get_config()")
   return mod.get_config(arg) if arg else mod.get_config()

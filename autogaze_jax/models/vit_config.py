@@ -1,5 +1,7 @@
-"""Configs of the gazed SigLIP/SigLIP2 vision tower (docs/design.md, "Gazed ViT"): widths, the
-checkpoint's native image size, the multi-scale layout the gazes use, the attention type.
+"""Configs of the ViT towers: the perceptual teachers (DINOv2-with-registers, SigLIP2; from
+a transformers config with `config_from_hf`), and the gazed SigLIP/SigLIP2 vision tower
+(docs/design.md, "Gazed ViT"): widths, the checkpoint's native image size, the multi-scale
+layout the gazes use, the attention type.
 
   tiny          test-sized widths, 224 px, scales 32+64+112+224 with 16-px patches (265/frame)
   base16_224    SigLIP2-B/16 at 224, scales 32+64+112+224 -> 4+16+49+196 = 265 per frame

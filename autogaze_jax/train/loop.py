@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -60,9 +61,14 @@ def finish(workdir: str, report: dict) -> dict:
   return report
 
 
+@jax.jit
+def _merge_flags(a: dict, b: dict) -> dict:
+  return jax.tree.map(jnp.maximum, a, b)
+
+
 def check_finite(metrics: dict, step: int, last_saved) -> None:
-  """Raises on a non-finite metric, or on a step's own `nonfinite_<quantity>` flag (a step
-  that skipped its update because that quantity was NaN or inf)."""
+  """Raises on a non-finite metric, or on a `nonfinite_<quantity>` flag (a step since the last
+  check skipped its update because that quantity was NaN or inf)."""
   bad = {k[len("nonfinite_"):]: "nan/inf" for k, v in metrics.items()
          if k.startswith("nonfinite_") and float(np.asarray(v)) > 0}
   bad.update({k: float(np.asarray(v).ravel()[0]) for k, v in metrics.items() if not np.all(np.isfinite(v))})
@@ -89,15 +95,20 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or jax.process_index() != 0,
              desc="train", dynamic_ncols=True)
   try:
-    done = start
+    done, flags = start, None
     for step in bar:
       batch = stage.put_batch(stage.host_batch(step))
       state, m = stage.step_fn(state, batch, jax.random.fold_in(root, step), stage.frozen)
       done = step + 1
+      # A step that skipped its update flags the quantity (`nonfinite_<name>`); the flags are
+      # merged on device since the last check (no host sync), so no skip goes unreported.
+      step_flags = {k: v for k, v in m.items() if k.startswith("nonfinite_")}
+      flags = step_flags if flags is None else _merge_flags(flags, step_flags)
       log_now = done % log_every == 0 or done == steps
       if log_now or ckpt.should_save(done) or ckpt.reached_preemption(done):
-        m = jax.device_get(m)
-        check_finite(m, done, ckpt.latest_step())  # before anything non-finite is saved
+        m, since = jax.device_get((m, flags))
+        flags = None
+        check_finite({**m, **since}, done, ckpt.latest_step())  # before anything non-finite is saved
       if log_now:
         now = time.perf_counter()
         rate = (done - n_last) / max(now - t_last, 1e-9)

@@ -101,9 +101,9 @@ def _pictures(policies: dict, held: np.ndarray, cfg, workdir: str, mesh) -> None
 
   @jax.jit
   def gaze(state):
-    ids, lens = decoding.generate(nnx.merge(graphdef, state), video, jnp.asarray(budgets),
-                                  jnp.zeros((1, t), jnp.float32), jax.random.key(0), 1.0, spec)
-    return ids, lens
+    with jax.default_matmul_precision(g.matmul_precision):  # as AutoGaze.gaze runs the model
+      return decoding.generate(nnx.merge(graphdef, state), video, jnp.asarray(budgets),
+                               jnp.zeros((1, t), jnp.float32), jax.random.key(0), 1.0, spec)
 
   with mesh_lib.use(mesh):
     for name, model in policies.items():
@@ -125,11 +125,11 @@ def _check_seed(workdir: str, seed: int) -> None:
     storage.write_json(path, {"seed": seed})
 
 
-def run(workdir: str, cfgs: dict, progress: bool = True, seed: int = 0) -> dict:
-  """Runs (or resumes) every stage of `wire(...)`'s configs; returns the report (also in
-  report.json / report.md)."""
+def run(workdir: str, cfgs: dict, progress: bool = True) -> dict:
+  """Runs (or resumes) every stage of `wire(...)`'s configs (seeded alike); returns the report
+  (also in report.json / report.md)."""
   storage.makedirs(workdir)
-  _check_seed(workdir, seed)
+  _check_seed(workdir, cfgs["recon"].seed)
   times_path = os.path.join(workdir, "stage_times.json")
   times = storage.read_json(times_path) if storage.exists(times_path) else {}
 

@@ -40,6 +40,9 @@ def make(cfg, steps: int) -> optax.GradientTransformation:
   if unknown or "name" not in cfg or "lr" not in cfg:
     raise ValueError(f"optimizer: fields are name, lr and optionally {', '.join(OPTIONAL)}; got {sorted(cfg)}")
   cfg = types.SimpleNamespace(**{**OPTIONAL, **dict(cfg)})
+  if cfg.schedule == "constant" and (cfg.warmup_steps or cfg.min_lr):
+    raise ValueError(f"optimizer: warmup_steps={cfg.warmup_steps} / min_lr={cfg.min_lr} need schedule='linear' "
+                     "(the constant schedule has neither)")
   sched = schedule(cfg, steps)
   if cfg.name == "adam":
     tx = optax.adam(sched, b1=0.9, b2=0.999, eps=1e-8)

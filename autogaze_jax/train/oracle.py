@@ -23,7 +23,7 @@ from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import feature_vit, vit_config
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.weights import hf_vit
-from autogaze_jax.weights import recon as recon_ckpt
+from autogaze_jax.weights import recon as recon_weights_lib
 
 FINAL_MODEL = "recon_final"  # the reconstructor a stage-0 workdir exports when it ends
 
@@ -83,7 +83,7 @@ def load_reconstructor(model_cfg, mesh, *, workdir: str = "", weights: str = "",
   if workdir:
     return from_stage0(workdir, mesh)
   if weights:
-    return recon_ckpt.load(weights, model_cfg, mesh)
+    return recon_weights_lib.load(weights, model_cfg, mesh)
   with mesh_lib.use(mesh):
     return Reconstructor(model_cfg, nnx.Rngs(seed))
 
@@ -121,7 +121,7 @@ def load_teachers(pc, mesh=None, official_weights: str = "") -> Teachers:
     if not official_weights:
       raise ValueError("perceptual.official=True takes the teachers from the oracle's weights (the official "
                        "videomae.pt), but oracle.weights is empty")
-    official = recon_ckpt.split_official(recon_ckpt.read_state_dict(official_weights))[1]
+    official = recon_weights_lib.split_official(recon_weights_lib.read_state_dict(official_weights))[1]
   return Teachers([(w, extractor(cfg, official if path is None else load_file(path), prefix, mesh))
                    for w, cfg, path, prefix in specs])
 

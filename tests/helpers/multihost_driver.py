@@ -3,7 +3,7 @@ process-0 metrics), on whatever processes and devices it is started with. tests/
 runs it as 2 processes x 4 CPU devices, as 1 process x 2 devices resuming that checkpoint, and
 in-process on 8 devices as the reference.
 
-  python tests/multihost_driver.py --workdir W --steps 3 --multihost \
+  python tests/helpers/multihost_driver.py --workdir W --steps 3 --multihost \
       --coordinator 127.0.0.1:PORT --num-processes 2 --process-id I --cpu-devices 4
 
 Global batch `step` is a pure function of (seed, step); each process feeds its rows of it.
@@ -51,7 +51,7 @@ def train(workdir: str, stops, seed: int = 0):
   from autogaze_jax.train.ntp import step as ntp_step
 
   mesh = mesh_lib.make_mesh(MESH)
-  opt = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, min_lr=1e-5, schedule="constant", grad_clip=0.0))
+  opt = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, schedule="constant"))
   graphdef, state, shardings = state_lib.create(lambda: GazeModel(gaze_config.tiny_config(), nnx.Rngs(seed)),
                                                 optim.make(opt, 100), mesh)
   step_cfg = ml_collections.ConfigDict(dict(batch_size=BATCH, micro_batch_size=0,

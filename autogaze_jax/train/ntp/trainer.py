@@ -52,7 +52,7 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   source: a data source (`pipeline.make_source` protocol: len, key(i), load(i, rng)) whose
   labelled clips are trained on; default `pipeline.make_source(cfg.data, "train", cfg.seed)`.
   oracle_model: the frozen reconstructor of the held-out evaluation; default
-  `oracle.load(cfg.oracle)`'s.
+  `oracle.load_reconstructor` of cfg.oracle (L1 only).
   """
   vocab, k = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred
   if source is None:
