@@ -39,6 +39,11 @@ def _trainers() -> dict:
 
 def cmd_train(args, overrides) -> None:
   cfg = config_files.apply_overrides(config_files.load(args.config), overrides)
+  if args.profile:
+    from autogaze_jax.train import step_timing
+
+    step_timing.parse_profile(args.profile)  # a bad spec fails before any work
+    cfg.profile_steps = args.profile
   trainers = _trainers()
   if cfg.get("stage") not in trainers:
     raise ValueError(f"config.stage: {cfg.get('stage')!r} is not one of {', '.join(trainers)}")
@@ -394,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
   t = sub.add_parser("train", help="train a stage from a config (recon, ntp or grpo)")
   t.add_argument("--config", required=True, help="configs/{recon,ntp,grpo}.py[:variant]")
   t.add_argument("--workdir", required=True, help="checkpoints, metrics and pictures; resumes if present")
+  t.add_argument("--profile", default="", metavar="START:STOP",
+                 help="write an XProf trace (jax.profiler) of steps START..STOP to <workdir>/profile")
   distributed.add_flags(t)
   t.set_defaults(func=cmd_train)
 

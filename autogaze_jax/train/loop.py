@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from autogaze_jax import checkpointing, distributed, storage
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.train import metric_log
+from autogaze_jax.train import metric_log, step_timing
 
 
 @dataclasses.dataclass
@@ -34,6 +34,7 @@ class Stage:
   clips_per_step: int = 1
   data_iterator: object = None  # a Grain iterator behind host_batch: checkpointed with the state
   frozen: object = ()  # the step's frozen argument (oracle or teachers state), the same every step
+  tokens_per_step: int = 0  # video tokens a step consumes (clips x frames x tokens per frame), for tokens/s
 
 
 def begin(cfg, workdir: str):
@@ -55,7 +56,11 @@ def export_model(workdir: str, name: str, model, model_cfg) -> str:
 
 
 def finish(workdir: str, report: dict) -> dict:
-  """Writes report.json (process 0) and returns the report."""
+  """Adds the loop's step_times.json to the report, writes report.json (process 0) and
+  returns the report."""
+  times = os.path.join(workdir, "step_times.json")
+  if storage.exists(times):
+    report = {**report, "step_times": storage.read_json(times)}
   if distributed.is_main():
     storage.write_json(os.path.join(workdir, "report.json"), report)
   return report
@@ -78,9 +83,30 @@ def check_finite(metrics: dict, step: int, last_saved) -> None:
       f"log and checkpoint steps); stopping. The last checkpoint (step {last_saved}) is intact.")
 
 
+def _first_step(stage: Stage, state, batch, key):
+  """Compiles the step for the first batch, logs its memory and FLOPs, and returns (the
+  compiled step, its facts). A step that cannot be lowered as is (not a jax.jit) stays."""
+  if not hasattr(stage.step_fn, "lower"):
+    return stage.step_fn, {}
+  compiled = stage.step_fn.lower(state, batch, key, stage.frozen).compile()
+  facts = step_timing.compiled_facts(compiled)
+  if jax.process_index() == 0 and facts:
+    mem = ", ".join(f"{k[:-4]} {facts[k]:.3f} GiB" for k in ("argument_gib", "temp_gib", "output_gib") if k in facts)
+    flops = f"; {facts['flops_per_step'] / 1e9:.2f} GFLOP per step" if "flops_per_step" in facts else ""
+    print(f"compiled step: {mem}{flops}", file=sys.stderr, flush=True)
+  return compiled, facts
+
+
 def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: int,
-        eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True):
-  """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`."""
+        eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True, profile: str = ""):
+  """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`.
+
+  Writes metrics.jsonl (per log step: the metrics, steps/s and clips/s over the window since
+  the last log step, which ends at a synced step, tokens/s and achieved TFLOP/s, MFU on a chip
+  of known peak) and step_times.json (`step_timing`). `profile` 'START:STOP' writes an XProf
+  trace of those steps to <workdir>/profile.
+  """
+  window = step_timing.parse_profile(profile)
   ckpt = checkpointing.TrainCheckpoints(workdir, checkpoint_every, keep)
   writer = metric_log.Writer(workdir)
   start = ckpt.latest_step() or 0
@@ -91,15 +117,41 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   root = jax.random.key(seed)
   if start == 0 and stage.evaluate is not None:
     writer.write(0, stage.evaluate(state, 0))
+  clock = step_timing.StepClock()
+  devices = jax.device_count()
+  device_kind = jax.devices()[0].device_kind
   t_last, n_last = time.perf_counter(), start
+  # tqdm's own rate follows dispatch, not the device: the postfix shows the synced rate
   bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or jax.process_index() != 0,
-             desc="train", dynamic_ncols=True)
+             desc="train", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+  step_fn, facts, tracing = None, {}, False
   try:
     done, flags = start, None
     for step in bar:
-      batch = stage.put_batch(stage.host_batch(step))
-      state, m = stage.step_fn(state, batch, jax.random.fold_in(root, step), stage.frozen)
+      t0 = time.perf_counter()
+      host = stage.host_batch(step)
+      t_data = time.perf_counter() - t0
+      batch = stage.put_batch(host)
+      key = jax.random.fold_in(root, step)
+      if window and step == window[0]:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"))
+        tracing = True
+      if step_fn is None:
+        step_fn, facts = _first_step(stage, state, batch, key)
+      try:
+        state, m = step_fn(state, batch, key, stage.frozen)
+      except (TypeError, ValueError):
+        if step_fn is stage.step_fn:
+          raise
+        # the compiled step refuses inputs placed otherwise than it was compiled for (checked
+        # before anything runs or is donated); the jitted step places them itself
+        step_fn = stage.step_fn
+        state, m = step_fn(state, batch, key, stage.frozen)
       done = step + 1
+      if tracing and done == window[1]:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        tracing = False
       # A step that skipped its update flags the quantity (`nonfinite_<name>`); the flags are
       # merged on device since the last check (no host sync), so no skip goes unreported.
       step_flags = {k: v for k, v in m.items() if k.startswith("nonfinite_")}
@@ -114,17 +166,27 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         rate = (done - n_last) / max(now - t_last, 1e-9)
         t_last, n_last = now, done
         m.update(steps_per_s=rate, clips_per_s=rate * stage.clips_per_step)
+        if stage.tokens_per_step:
+          m["tokens_per_s"] = rate * stage.tokens_per_step
+        m.update(step_timing.throughput(facts, rate, device_kind, devices))
         writer.write(done, m)
-        bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(m.items())[:3]})
-      if stage.evaluate is not None and (done % eval_every == 0 or done == steps):
+        bar.set_postfix({"steps/s": f"{rate:.3g}", **{k: f"{float(v):.4g}" for k, v in list(m.items())[:3]}})
+      evaluated = stage.evaluate is not None and (done % eval_every == 0 or done == steps)
+      if evaluated:
         writer.write(done, stage.evaluate(state, done))
-      ckpt.save(done, state, data_iterator=stage.data_iterator)
+      saved = ckpt.save(done, state, data_iterator=stage.data_iterator)
+      clock.record(step_timing.kind_of(step == start, evaluated, bool(saved), log_now),
+                   time.perf_counter() - t0, t_data)
       if ckpt.reached_preemption(done):
         ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
         break
     if done and ckpt.latest_step() != done:
       ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
   finally:  # pending async saves finish even when a step raised
+    if tracing:
+      jax.profiler.stop_trace()
     ckpt.close()
     writer.close()
+    if distributed.is_main() and clock.data_wait:
+      storage.write_json(os.path.join(workdir, "step_times.json"), {**clock.summary(), "compiled": facts})
   return state

@@ -94,11 +94,13 @@ def train(cfg, workdir: str, progress: bool = True, source=None, held_out=None) 
     put_batch=lambda x: {k: jax.make_array_from_process_local_data(batch_sh[k], v) for k, v in x.items()},
     evaluate=evaluate, clips_per_step=cfg.batch_size, data_iterator=batches,
     frozen=oracle.replicated_state(frozen_oracle, mesh),
+    tokens_per_step=cfg.batch_size * cfg.clip_len * vocab,
   )
   t0 = time.perf_counter()
   with mesh_lib.use(mesh):
     state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
-                     eval_every=e.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
+                     eval_every=e.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
+                     profile=cfg.get("profile_steps", ""))
   wall = time.perf_counter() - t0
   loop.export_model(workdir, "gaze_final", nnx.merge(graphdef, state).model, gaze_cfg)
   return _report(workdir, cfg, wall)

@@ -77,10 +77,12 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
                                    frames=cfg.eval.frames, picture_dir=os.path.join(workdir, "pictures"))
   t0 = time.perf_counter()
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
-                     clips_per_step=cfg.batch_size, data_iterator=batches)
+                     clips_per_step=cfg.batch_size, data_iterator=batches,
+                     tokens_per_step=cfg.batch_size * cfg.clip_len * vocab)
   with mesh_lib.use(mesh):
     state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
-                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
+                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
+                     profile=cfg.get("profile_steps", ""))
   wall = time.perf_counter() - t0
   loop.export_model(workdir, "gaze_final", nnx.merge(graphdef, state).model, cfg.gaze)
   return _report(workdir, cfg, wall, slots)

@@ -82,10 +82,12 @@ def train(cfg, workdir: str, progress: bool = True) -> dict:
 
   t0 = time.perf_counter()
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
-                     clips_per_step=cfg.batch_size, data_iterator=batches, frozen=frozen)
+                     clips_per_step=cfg.batch_size, data_iterator=batches, frozen=frozen,
+                     tokens_per_step=cfg.batch_size * cfg.clip_len * vocab)
   with mesh_lib.use(mesh):
     state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
-                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress)
+                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
+                     profile=cfg.get("profile_steps", ""))
   final = loop.export_model(workdir, oracle.FINAL_MODEL, nnx.merge(graphdef, state).model, cfg.model)
   wall = time.perf_counter() - t0
   rows = metric_log.read(os.path.join(workdir, "metrics.jsonl"))
