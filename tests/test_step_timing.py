@@ -1,5 +1,6 @@
-"""What a training step costs: iteration times by kind, the synced window rate, the compiled
-step's memory and FLOPs, and an XProf trace of chosen steps, all without a per-step sync."""
+"""What a training step costs: step times over the windows between syncs, the overheads of
+log/checkpoint/eval steps, the compiled step's memory and FLOPs, and an XProf trace of chosen
+steps, all without a per-step sync."""
 
 import json
 
@@ -14,19 +15,23 @@ from autogaze_jax.train import loop, step_timing
 
 def test_summary_by_kind_and_ratios():
   clock = step_timing.StepClock()
-  for t in (1.0, 1.0, 3.0, 1.0):
-    clock.record("step", t, 0.1)
-  clock.record("log", 1.1, 0.0)
-  clock.record("checkpoint", 2.0, 0.0)
+  clock.window(4, 40.0, first=True)  # compiles: kept apart
+  for seconds in (10.0, 10.0, 30.0, 10.0):  # windows of 10 steps
+    clock.window(10, seconds)
+  clock.extra("log", 0.1)
+  clock.extra("checkpoint", 2.0)
+  for _ in range(10):
+    clock.data(0.1)
   out = clock.summary()
+  assert out["first_window"] == {"steps": 4, "seconds": 40.0}
   assert out["step"] == {"count": 4, "median_s": 1.0, "p90_s": pytest.approx(2.4), "max_s": 3.0}
-  assert out["log"]["median_over_step"] == pytest.approx(1.1) and out["checkpoint"]["median_over_step"] == 2.0
-  assert out["data_wait"]["fraction_of_time"] == pytest.approx(0.4 / 9.1)
+  assert out["log"]["cost_over_step"] == pytest.approx(1.1) and out["checkpoint"]["cost_over_step"] == 3.0
+  assert out["data_wait"]["fraction_of_time"] == pytest.approx(1.0 / 102.1)
   with pytest.raises(ValueError, match="step kind"):
-    clock.record("warmup", 1.0, 0.0)
-  assert step_timing.kind_of(False, True, True, True) == "eval"
-  assert step_timing.kind_of(False, False, True, True) == "checkpoint"
-  assert step_timing.kind_of(True, False, False, False) == "first"
+    clock.extra("warmup", 1.0)
+  assert step_timing.kind_of(True, True, True) == "eval"
+  assert step_timing.kind_of(False, True, True) == "checkpoint"
+  assert step_timing.kind_of(False, False, True) == "log"
 
 
 def test_profile_spec_errors():
@@ -60,12 +65,14 @@ def test_the_loop_times_steps_logs_throughput_and_traces(tmp_path):
                      log_every=4, eval_every=100, checkpoint_every=6, progress=False, profile="3:5")
   np.testing.assert_allclose(np.asarray(state["w"]), 12 * 8 * 4 * 1e-3, rtol=1e-6)
   times = json.loads((tmp_path / "step_times.json").read_text())
-  counts = {k: times[k]["count"] for k in step_timing.KINDS if k in times}
-  assert counts == {"first": 1, "step": 7, "log": 2, "checkpoint": 2}  # steps 6, 12 save; 4, 8 log
+  # syncs at steps 4, 6, 8, 12 (log 4, 8; checkpoint 6, 12): the first window (compiles) apart
+  assert times["first_window"]["steps"] == 4 and times["step"]["count"] == 3
+  assert times["log"]["overhead"]["count"] == 2 and times["checkpoint"]["overhead"]["count"] == 2
+  assert times["checkpoint"]["cost_over_step"] >= 1.0
   assert times["compiled"]["argument_gib"] > 0 and times["compiled"]["flops_per_step"] > 0
   row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
   assert row["step"] == 4 and row["tokens_per_s"] == pytest.approx(32 * row["steps_per_s"])
   assert row["tflops_per_s"] > 0
   assert list((tmp_path / "profile").rglob("*.xplane.pb"))  # the XProf trace of steps 3..5
   report = loop.finish(str(tmp_path), {"steps": 12})
-  assert report["step_times"]["step"]["count"] == 7
+  assert report["step_times"]["step"]["count"] == 3

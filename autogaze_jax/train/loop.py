@@ -106,7 +106,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   of known peak) and step_times.json (`step_timing`). `profile` 'START:STOP' writes an XProf
   trace of those steps to <workdir>/profile.
   """
-  window = step_timing.parse_profile(profile)
+  traced = step_timing.parse_profile(profile)
   ckpt = checkpointing.TrainCheckpoints(workdir, checkpoint_every, keep)
   writer = metric_log.Writer(workdir)
   start = ckpt.latest_step() or 0
@@ -121,7 +121,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   devices = jax.device_count()
   device_kind = jax.devices()[0].device_kind
   t_last, n_last = time.perf_counter(), start
-  # tqdm's own rate follows dispatch, not the device: the postfix shows the synced rate
+  window_start, window_from = t_last, start
   bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or jax.process_index() != 0,
              desc="train", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
   step_fn, facts, tracing = None, {}, False
@@ -130,10 +130,10 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
     for step in bar:
       t0 = time.perf_counter()
       host = stage.host_batch(step)
-      t_data = time.perf_counter() - t0
+      clock.data(time.perf_counter() - t0)
       batch = stage.put_batch(host)
       key = jax.random.fold_in(root, step)
-      if window and step == window[0]:
+      if traced and step == traced[0]:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
         tracing = True
       if step_fn is None:
@@ -148,7 +148,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         step_fn = stage.step_fn
         state, m = step_fn(state, batch, key, stage.frozen)
       done = step + 1
-      if tracing and done == window[1]:
+      if tracing and done == traced[1]:
         jax.block_until_ready(state)
         jax.profiler.stop_trace()
         tracing = False
@@ -157,9 +157,13 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       step_flags = {k: v for k, v in m.items() if k.startswith("nonfinite_")}
       flags = step_flags if flags is None else _merge_flags(flags, step_flags)
       log_now = done % log_every == 0 or done == steps
-      if log_now or ckpt.should_save(done) or ckpt.reached_preemption(done):
+      evaluated = stage.evaluate is not None and (done % eval_every == 0 or done == steps)
+      synced = log_now or evaluated or ckpt.should_save(done) or ckpt.reached_preemption(done)
+      if synced:
         m, since = jax.device_get((m, flags))
         flags = None
+        t_synced = time.perf_counter()
+        clock.window(done - window_from, t_synced - window_start, first=window_from == start)
         check_finite({**m, **since}, done, ckpt.latest_step())  # before anything non-finite is saved
       if log_now:
         now = time.perf_counter()
@@ -171,12 +175,12 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         m.update(step_timing.throughput(facts, rate, device_kind, devices))
         writer.write(done, m)
         bar.set_postfix({"steps/s": f"{rate:.3g}", **{k: f"{float(v):.4g}" for k, v in list(m.items())[:3]}})
-      evaluated = stage.evaluate is not None and (done % eval_every == 0 or done == steps)
       if evaluated:
         writer.write(done, stage.evaluate(state, done))
       saved = ckpt.save(done, state, data_iterator=stage.data_iterator)
-      clock.record(step_timing.kind_of(step == start, evaluated, bool(saved), log_now),
-                   time.perf_counter() - t0, t_data)
+      if synced:
+        window_start, window_from = time.perf_counter(), done
+        clock.extra(step_timing.kind_of(evaluated, bool(saved), log_now), window_start - t_synced)
       if ckpt.reached_preemption(done):
         ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
         break

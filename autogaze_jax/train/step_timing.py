@@ -1,60 +1,82 @@
 """What a training step costs, measured without syncing the host on every step.
 
-Steps are dispatched asynchronously, so a host-side time per step is only meaningful in
-steady state, where the dispatch queue is full and each loop iteration waits for the device:
-then the iteration time is the step time. Iterations are timed by kind: `step` (a plain one),
-`log` (metrics fetched), `checkpoint` (state saved), `eval` (a held-out evaluation ran), and
-`first` (includes compilation); the host's wait for the next batch is timed apart. The
-summary (median, p90, max per kind; log and checkpoint steps as multiples of the median
-plain step) goes to <workdir>/step_times.json.
+Steps are dispatched asynchronously, so the time of one loop iteration says little: a plain
+iteration may only queue work, and the next sync waits for everything queued. The loop syncs
+only on log, checkpoint and evaluation steps; the time between two syncs (from the end of the
+previous sync step's extra work to the end of this sync) divided by its steps is the step
+time, and what a sync step then does on top (writing metrics, evaluating, saving) is its
+overhead. The summary (<workdir>/step_times.json) has the step time over windows (median,
+p90, max; the first window, which compiles, apart), each kind's overhead, the cost of a
+log/checkpoint/eval step as a multiple of a plain step, and the host's wait for data.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-KINDS = ("first", "step", "log", "checkpoint", "eval")
+KINDS = ("log", "checkpoint", "eval")
 # Dense bf16 peak TFLOP/s per chip, for MFU (device_kind as jax reports it).
 PEAK_TFLOPS = {"TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5": 459.0, "TPU v5p": 459.0,
                "TPU v6 lite": 918.0, "TPU v6e": 918.0, "NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0,
                "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA A100-SXM4-40GB": 312.0}
 
 
+def _stats(xs) -> dict:
+  a = np.asarray(xs, np.float64)
+  return {"count": int(a.size), "median_s": float(np.median(a)), "p90_s": float(np.quantile(a, 0.9)),
+          "max_s": float(a.max())}
+
+
 class StepClock:
-  """Iteration times by kind, and the host's waits for data."""
+  """Per-step times of the windows between syncs, overheads of sync steps, data waits."""
 
   def __init__(self):
-    self.times = {k: [] for k in KINDS}
-    self.data_wait = []
+    self.first = None
+    self.per_step = []
+    self.overhead = {k: [] for k in KINDS}
+    self.data_wait, self.total = [], 0.0
 
-  def record(self, kind: str, seconds: float, data_wait: float) -> None:
-    if kind not in self.times:
+  def window(self, steps: int, seconds: float, first: bool = False) -> None:
+    """`steps` steps took `seconds` up to a sync (`first`: the window that compiled)."""
+    if steps <= 0:
+      return
+    self.total += seconds
+    if first:
+      self.first = {"steps": steps, "seconds": float(seconds)}
+    else:
+      self.per_step.append(seconds / steps)
+
+  def extra(self, kind: str, seconds: float) -> None:
+    """What a sync step of `kind` did after its sync."""
+    if kind not in self.overhead:
       raise ValueError(f"step kind {kind!r} is not one of {KINDS}")
-    self.times[kind].append(float(seconds))
-    self.data_wait.append(float(data_wait))
+    self.overhead[kind].append(float(seconds))
+    self.total += seconds
+
+  def data(self, seconds: float) -> None:
+    self.data_wait.append(float(seconds))
 
   def summary(self) -> dict:
     out = {}
-    for kind, ts in self.times.items():
-      if ts:
-        a = np.asarray(ts)
-        out[kind] = {"count": int(a.size), "median_s": float(np.median(a)), "p90_s": float(np.quantile(a, 0.9)),
-                     "max_s": float(a.max())}
+    if self.first:
+      out["first_window"] = self.first
+    if self.per_step:
+      out["step"] = _stats(self.per_step)
     plain = out.get("step", {}).get("median_s")
-    if plain:
-      for kind in ("log", "checkpoint", "eval"):
-        if kind in out:
-          out[kind]["median_over_step"] = out[kind]["median_s"] / plain
+    for kind, xs in self.overhead.items():
+      if xs:
+        out[kind] = {"overhead": _stats(xs)}
+        if plain:
+          out[kind]["cost_over_step"] = (plain + out[kind]["overhead"]["median_s"]) / plain
     if self.data_wait:
-      total = sum(sum(ts) for ts in self.times.values())
       out["data_wait"] = {"median_s": float(np.median(self.data_wait)),
-                          "fraction_of_time": float(sum(self.data_wait) / max(total, 1e-12))}
+                          "fraction_of_time": float(sum(self.data_wait) / max(self.total, 1e-12))}
     return out
 
 
-def kind_of(first: bool, evaluated: bool, saved: bool, logged: bool) -> str:
-  """One kind per iteration, the costliest thing it did."""
-  return "first" if first else "eval" if evaluated else "checkpoint" if saved else "log" if logged else "step"
+def kind_of(evaluated: bool, saved: bool, logged: bool) -> str:
+  """One kind per sync step, the costliest thing it did."""
+  return "eval" if evaluated else "checkpoint" if saved else "log"
 
 
 def compiled_facts(compiled) -> dict:
