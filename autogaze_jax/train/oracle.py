@@ -22,6 +22,7 @@ from autogaze_jax import checkpointing, storage
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.models import feature_vit, vit_config
 from autogaze_jax.models.reconstructor import Reconstructor
+from autogaze_jax.train import state as state_lib
 from autogaze_jax.weights import hf_vit
 from autogaze_jax.weights import recon as recon_weights_lib
 
@@ -149,7 +150,7 @@ def abstract_module(make, mesh):
   with mesh_lib.use(mesh):
     graphdef, state = nnx.split(nnx.eval_shape(make))
   repl = mesh_lib.replicated(mesh)
-  return graphdef, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), state)
+  return graphdef, jax.tree.map(lambda x: state_lib.struct(x.shape, x.dtype, repl), state)
 
 
 def _random_teachers(pc) -> Teachers:

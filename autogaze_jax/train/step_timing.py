@@ -12,6 +12,8 @@ log/checkpoint/eval step as a multiple of a plain step, and the host's wait for 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 KINDS = ("log", "checkpoint", "eval")
@@ -83,19 +85,16 @@ def compiled_facts(compiled) -> dict:
   """Memory (GiB: arguments, temporaries, outputs) and FLOPs per step of a compiled step,
   from XLA's own analyses; {} where the backend gives none."""
   facts = {}
-  try:
+  # backends without an analysis raise one of these (or return None); the run goes on without it
+  with contextlib.suppress(NotImplementedError, AttributeError, RuntimeError, TypeError):
     mem = compiled.memory_analysis()
     facts.update(argument_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
                  output_gib=mem.output_size_in_bytes / 2**30)
-  except Exception:
-    pass
-  try:
+  with contextlib.suppress(NotImplementedError, AttributeError, RuntimeError, TypeError):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     if cost and "flops" in cost:
       facts["flops_per_step"] = float(cost["flops"])
-  except Exception:
-    pass
   return facts
 
 
