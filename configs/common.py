@@ -10,13 +10,17 @@ import ml_collections
 from autogaze_jax.data import data_config
 from autogaze_jax.models import gaze_config, recon_config
 
-VARIANTS = ("tiny", "small", "official")
+# paper: the paper's recipe (its Appendix B) where it differs from the released scripts that
+# `official` follows; every other value is official's (each stage config names what differs).
+VARIANTS = ("tiny", "small", "official", "paper")
 
 
 def picker(stage: str, arg: str):
-  """pick(tiny, small, official) -> the value of variant `arg`; ValueError for an unknown one."""
+  """pick(tiny, small, official) -> the value of variant `arg` (paper: official's); ValueError
+  for an unknown one."""
   if arg not in VARIANTS:
     raise ValueError(f"configs/{stage}.py: unknown variant {arg!r}; choose one of {', '.join(VARIANTS)}")
+  arg = "official" if arg == "paper" else arg
   return lambda tiny, small, official: dict(tiny=tiny, small=small, official=official)[arg]
 
 

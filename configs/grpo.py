@@ -21,7 +21,8 @@ def get_config(arg: str = "tiny"):
   """tiny: 64-px 8-frame clips, scales 32+64 (V=20), K=3, Adam; learns in minutes on a CPU.
   small: the official scales 32+64+112+224 and gaze architecture (K=10) with a test-sized
   reconstructor. official: the official recipe (docs/design.md, "GRPO" and "Optimizers"): G=12, 64 clips (768 rollouts) per
-  optimizer step, SGD 5e-4 with 10% warmup and linear decay to 0, τ 3 -> 0.3, γ=0.995."""
+  optimizer step, SGD 5e-4 with 10% warmup and linear decay to 0, τ 3 -> 0.3, γ=0.995. paper: the
+  paper's recipe where it differs from that script (`_paper`)."""
   pick = common.picker("grpo", arg)
   c = common.gaze_stage("grpo", arg)
   c.init_gaze = ""  # our gaze checkpoint (e.g. NTP's gaze_final/) or official weights; "" = random
@@ -54,7 +55,7 @@ def get_config(arg: str = "tiny"):
   # which budget-only greedy gazes reach loss <= eps, and the official stop-rule
   # validation (greedy, cap int(cap_ratio * V), stop at eps; the paper reports eps = 0.7).
   c.eval = ml_collections.ConfigDict(dict(
-    every=pick(50, 50, 1000), num_clips=pick(8, 2, 16), eps=pick(0.6, 0.9, 0.7), cap_ratio=0.75,
+    every=pick(50, 50, 1000), num_clips=pick(16, 2, 16), eps=pick(0.6, 0.9, 0.7), cap_ratio=0.75,
     ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
@@ -63,4 +64,16 @@ def get_config(arg: str = "tiny"):
     weight_decay=0.0, momentum=0.0, grad_clip=pick(1.0, 1.0, 0.0),
   ))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))
+  if arg == "paper":
+    _paper(c)
   return c
+
+
+def _paper(c) -> None:
+  """The paper (Appendix B) where it differs from the released RL script (`official`). Its Dr.
+  GRPO (no std and no length normalisation) is what every variant runs already: group-mean
+  advantages without a std, per-trajectory sums (train/grpo/advantages.py)."""
+  c.batch_size = 256  # paper: batch 256 (script: 64 clips x 12 rollouts)
+  c.steps = 1_500  # paper: 3 epochs (script: 1) of the script's RL data, ~128K clips, at batch 256
+  c.grpo.temp_start, c.grpo.temp_end = 1.0, 0.01  # paper: temperature 1 -> 0.01 (script: 3 -> 0.3)
+  c.grpo.recon_sample_rate = 2 / 16  # paper: 2 reconstructed frames per step (the script's too: 16 x 0.125)

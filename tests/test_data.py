@@ -86,6 +86,27 @@ def test_synthetic_source_is_deterministic_and_splits_are_disjoint():
   assert not np.array_equal(a.load(3), val.load(3)) and a.key(3) != val.key(3)
 
 
+def test_train_dev_and_test_splits_share_no_clip_and_held_out_clips_never_come_from_train(monkeypatch):
+  seeds = {}
+  monkeypatch.setattr(sources.synthetic, "make_clip", lambda t, size, seed, style: seeds.setdefault(split, set()).add(seed))
+  for split in sources.SPLITS:  # 100K training clips, the sizes the configs use
+    src = sources.SyntheticSource(100_000, 4, 64, seed=3, split=split)
+    for i in (0, 1, 50_000, 99_999):
+      src.load(i)
+  assert set(seeds) == {"train", "val", "test"}
+  ranges = {k: (min(v), max(v)) for k, v in seeds.items()}
+  spans = sorted(ranges.values())
+  assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), ranges  # the seed ranges do not overlap
+  cfg = data_config.data_config()
+  cfg.clip_len, cfg.image_size = 2, 32
+  with pytest.raises(ValueError, match="not 'train'"):
+    pipeline.eval_clips(cfg, 1, split="train")
+  with pytest.raises(ValueError, match="split 'dev' is not one of train, val, test"):
+    pipeline.make_source(cfg, "dev")
+  with pytest.raises(ValueError, match="split 'tset'"):
+    sources.SyntheticSource(1, split="tset")
+
+
 def _take(it, n):
   return [next(it) for _ in range(n)]
 

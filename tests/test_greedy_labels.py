@@ -115,3 +115,27 @@ def test_source_clips_are_the_pipeline_clips_and_skip_bad_videos(tmp_path):
   np.testing.assert_array_equal(clip, pipeline.make_source(data_cfg(), "train", 2).load(0))
   with pytest.raises(ValueError, match="strict"):
     list(labelling.source_clips(data_cfg(source="folder", root=str(tmp_path), strict=True), 10))
+
+
+def test_per_clip_budgets_are_each_clips_own(recon, clips, full):
+  out = labelling.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips, budgets=np.array([[3, 1], [1, 2]]))
+  assert [len(f) for f in out[0]["gazing_pos"]] == [3, 1] and [len(f) for f in out[1]["gazing_pos"]] == [1, 2]
+  # a shorter budget is a prefix of the full search on the frames before it (greedy, frame by frame)
+  assert out[0]["gazing_pos"][0] == full[0]["gazing_pos"][0]
+  assert out[1]["gazing_pos"][0] == full[1]["gazing_pos"][0][:1]
+  with pytest.raises(ValueError, match="per-clip budgets"):
+    labelling.GreedySearch(recon, BUDGETS, eps=-1.0)(clips, budgets=np.array([[4, 1], [1, 1]]))
+
+
+def test_dirichlet_budgets_follow_the_papers_recipe():
+  rng = np.random.default_rng(0)
+  b = labelling.dirichlet_budgets(rng, 4000, 16, 265, 10.0, 3.0, (0.02, 0.2))
+  assert b.shape == (4000, 16) and b.min() >= 1 and b.max() <= 265
+  ratio = b.mean(1) / 265
+  assert 0.015 < ratio.min() and ratio.max() < 0.21  # each clip's average within the range (floor of 1 aside)
+  # log-uniform between the ends: the median average ratio near sqrt(0.02 * 0.2)
+  assert np.median(ratio) == pytest.approx(np.sqrt(0.02 * 0.2), rel=0.15)
+  # Dirichlet means: the first frame gets 10 / 3 of a later frame's tokens on average
+  assert b[:, 0].mean() / b[:, 1:].mean() == pytest.approx(10 / 3, rel=0.2)
+  with pytest.raises(ValueError, match="ratio_range"):
+    labelling.dirichlet_budgets(rng, 2, 16, 265, 10.0, 3.0, (0.3, 0.2))

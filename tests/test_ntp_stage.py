@@ -24,7 +24,7 @@ def tiny_cfg():
   cfg.data.synthetic_count = 32
   cfg.steps, cfg.log_every, cfg.checkpoint_every = 3, 1, 2
   cfg.label.num_clips, cfg.label.batch_size, cfg.label.num_candidates, cfg.label.chunk = 4, 4, 4, 4
-  cfg.label.budget_ratio_first, cfg.label.budget_ratio = 0.2, 0.1
+  cfg.label.budget, cfg.label.budget_ratio_first, cfg.label.budget_ratio = "fixed", 0.2, 0.1
   cfg.eval.every, cfg.eval.num_clips, cfg.eval.ratios, cfg.eval.frames = 3, 2, (0.1, 0.5), (0, 1)
   cfg.mesh.shape = (1, 1)
   return cfg

@@ -54,12 +54,18 @@ def cmd_train(args, overrides) -> None:
 
 def cmd_main_job(args) -> None:
   """The main job: every stage on the embedded default, then a report."""
-  from autogaze_jax.train import main_job
+  from autogaze_jax.train import main_job, main_job_report
 
+  if args.pool:
+    pooled = main_job_report.pool(args.pool)
+    print(main_job_report.pool_markdown(pooled))
+    print(json.dumps(pooled, indent=2))
+    return
   report = main_job.run(args.workdir, config_files.main_job_configs(args.configs, args.workdir, args.seed))
-  print(json.dumps({k: report[k] for k in ("eps", "ratio_at_eps", "ntp_learned", "grpo_improved_on_ntp",
-                                           "total_wall_s")}, indent=2))
-  print(f"wrote {args.workdir}/report.md, report.json, ratio_at_eps.png, gazes_*.png and one folder per stage")
+  print("\n".join(main_job_report.table(report["test"]["generated"], report["eps"])))
+  print(json.dumps({"eps": report["eps"], "test_targets": report["test_targets"],
+                    "total_wall_s": report["total_wall_s"]}, indent=2))
+  print(f"wrote {args.workdir}/report.md, report.json, loss_vs_ratio.png, gazes_*.png and one folder per stage")
 
 
 def _load_model(args):
@@ -408,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--workdir", default="runs/main_job", help="every stage's output; rerun to resume")
   e.add_argument("--configs", default="configs", help="the folder of configs/*.py")
   e.add_argument("--seed", type=int, default=0, help="every stage's seed (init, data order, held-out clips)")
+  e.add_argument("--pool", nargs="+", metavar="WORKDIR", default=None,
+                 help="run nothing: compare finished main jobs of different seeds (their test tables, pooled intervals)")
   e.set_defaults(func=cmd_main_job)
 
   k = sub.add_parser("ckpt", help="inspect checkpoints")

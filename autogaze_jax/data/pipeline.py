@@ -29,7 +29,11 @@ log = logging.getLogger("autogaze_jax.data")
 
 
 def make_source(cfg, split: str = "train", seed: int = 0):
-  """The source named by `cfg.source` for a split ('train' or 'val')."""
+  """The source named by `cfg.source` for a split: 'train', 'val' (dev: what settings are chosen
+  on) or 'test' (reported, never tuned on). The real sample clips have no test split of their
+  own: they are the out-of-distribution test, read through `source="samples"`."""
+  if split not in sources.SPLITS:
+    raise ValueError(f"data: split {split!r} is not one of {', '.join(sources.SPLITS)}")
   if cfg.source not in data_config.SOURCES:
     raise ValueError(f"data.source: {cfg.source!r} is not one of {', '.join(data_config.SOURCES)}")
   folder = lambda paths, window=cfg.window: sources.FolderSource(
@@ -116,10 +120,12 @@ def for_training(cfg) -> ml_collections.ConfigDict:
   return data
 
 
-def eval_clips(cfg, count: int, seed: int = 0) -> np.ndarray:
-  """The first `count` usable clips of the validation split, uint8 (count, T, S, S, 3), the
-  same on every call (held-out evaluation)."""
-  source = make_source(cfg, "val", seed)
+def eval_clips(cfg, count: int, seed: int = 0, split: str = "val") -> np.ndarray:
+  """The first `count` usable clips of a held-out split ('val': dev, what training evaluates
+  and tunes on; 'test': the main job's report), uint8 (count, T, S, S, 3), the same on every call."""
+  if split == "train":
+    raise ValueError("data: held-out clips come from 'val' or 'test', not 'train'")
+  source = make_source(cfg, split, seed)
   load = loading.LoadClip(source, np.arange(len(source)), cfg.image_size, "center", cfg.strict, 0, cfg.clip_len)
   out = []
   for i in range(len(source)):
@@ -129,7 +135,7 @@ def eval_clips(cfg, count: int, seed: int = 0) -> np.ndarray:
       log.warning("data: held-out clip skipped: %s", e)
     if len(out) == count:
       return np.stack(out)
-  raise ValueError(f"data: the validation split has {len(out)} usable clips; {count} are needed")
+  raise ValueError(f"data: the {split} split has {len(out)} usable clips; {count} are needed")
 
 
 def to_global(batch: dict, mesh) -> dict:

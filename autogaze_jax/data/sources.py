@@ -2,7 +2,7 @@
 `__len__`, `key(i)` (a path-like name; labels join on its last three components) and
 `load(i, rng) -> uint8 (T, H, W, 3)`, raising `VideoError` for a bad item.
 
-- `FolderSource`: video files (a folder with `train/` and `val/`, or any list of paths),
+- `FolderSource`: video files (a folder with `train/`, `val/` and optionally `test/`, or any list of paths),
   decoded lazily with PyAV.
 - `TfdsSource`: clips already decoded into a TFDS ArrayRecord dataset (`data build`).
 - `SyntheticSource`: generated clips (`synthetic.make_clip`), a pure function of seed.
@@ -57,9 +57,17 @@ class FolderSource:
                                  last=self.window == "last")
 
 
+# train: what training reads; val: the dev split, the only clips settings are chosen on
+# (every stage's periodic evaluation); test: reported by the main job, never tuned on.
+SPLITS = ("train", "val", "test")
+SPLIT_OFFSETS = {"train": 0, "val": 1 << 30, "test": 2 << 30}
+
+
 class SyntheticSource:
   def __init__(self, count: int, clip_len: int = 16, size: int = 224, seed: int = 0, split: str = "train",
                style: str = "rich"):
+    if split not in SPLITS:
+      raise ValueError(f"data: split {split!r} is not one of {', '.join(SPLITS)}")
     self.count, self.clip_len, self.size, self.seed, self.split = count, clip_len, size, seed, split
     self.style = style
 
@@ -70,8 +78,8 @@ class SyntheticSource:
     return f"synthetic_seed{self.seed}/{self.split}/{i:07d}.mp4"
 
   def load(self, i: int, rng=None) -> np.ndarray:
-    # Disjoint seed ranges per split, so train and val never share a clip.
-    offset = {"train": 0, "val": 1 << 30}.get(self.split, 2 << 30)
+    # Disjoint seed ranges per split, so no two splits share a clip.
+    offset = SPLIT_OFFSETS[self.split]
     return synthetic.make_clip(self.clip_len, self.size, self.seed * 7919 + offset + i, self.style)
 
 

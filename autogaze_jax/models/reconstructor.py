@@ -116,12 +116,13 @@ class Reconstructor(nnx.Module):
     x = x + self.scale_embed[...][self._scale_index()]
     return x + self.time_embed[...][:t][None, :, None]
 
-  def encode(self, video_bt3hw, ids_btg):
-    """Latent (B, 1 + T*G, D) of the gazed tokens (PAD slots masked)."""
+  def encode(self, video_bt3hw, ids_btg, tokens=None):
+    """Latent (B, 1 + T*G, D) of the gazed tokens (PAD slots masked). tokens: `embed_all` of
+    the video when the caller already has it (many gaze sets scored on one clip)."""
     b, t, g = ids_btg.shape
     v = sum(recon_config.tokens_per_scale(self.cfg))
     pad = ids_btg == v
-    tokens = self.embed_all(video_bt3hw)
+    tokens = self.embed_all(video_bt3hw) if tokens is None else tokens
     x = jnp.take_along_axis(tokens, jnp.where(pad, 0, ids_btg)[..., None], axis=2).reshape(b, t * g, -1)
     cls = self.cls_token[...] + self.position_embeddings[...][:, :1]
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, x.shape[-1])), x], 1)
@@ -130,40 +131,59 @@ class Reconstructor(nnx.Module):
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), pad.reshape(b, t * g)], 1)
     return self.layernorm(self._run(self.layers, x, fid, kpad))
 
+  def decoder_slots(self, latent, ids_btg):
+    """The decoder's view of the encoder output: (cls token (B, 1, d), the gaze slots with their
+    position/scale/time embeddings (B, T, G, d), the bare projected slots (B, T, G, d))."""
+    b, t, g = ids_btg.shape
+    v = sum(recon_config.tokens_per_scale(self.cfg))
+    x = self.decoder_embed(latent)
+    cls, slots = x[:, :1], x[:, 1:].reshape(b, t, g, -1)
+    safe_ids = jnp.where(ids_btg == v, 0, ids_btg)
+    slot_tok = slots + self.decoder_token_embed()[safe_ids] + self.decoder_time_embed[...][:t][None, :, None]
+    return cls + self.decoder_pos_embed[...][:, :1], slot_tok, slots
+
+  def decoder_token_embed(self):
+    """(V, d) position + scale embeddings of every token of a frame in the decoder."""
+    emb = decoder_pos_tables(self.decoder_pos_embed[...], self.cfg.scales, self.cfg.patch_size)
+    return emb + self.decoder_scale_embed[...][self._scale_index()]
+
+  def canvas(self, sel_slots, sel_ids, frame_idx_r):
+    """Canvas tokens (..., R, V, d) of reconstructed frames: mask tokens, overwritten by a
+    frame's projected slots where it was gazed (sel_*: (..., R, G, ...), PAD -> a dump row)."""
+    v = sum(recon_config.tokens_per_scale(self.cfg))
+    lead = sel_ids.shape[:-1]
+    canvas = jnp.broadcast_to(self.mask_token[...].reshape(-1), (*lead, v + 1, sel_slots.shape[-1]))
+    idx = jnp.indices(sel_ids.shape)[:-1]
+    canvas = canvas.at[(*idx, sel_ids)].set(sel_slots)[..., :v, :]
+    time = self.decoder_time_embed[...][frame_idx_r]  # (R, d)
+    return canvas + self.decoder_token_embed() + time[:, None]
+
+  def pixels(self, canvas_out):
+    """Decoder outputs of canvas tokens (..., V, d) -> pixels (..., 3, S, S) of the finest scale."""
+    counts = recon_config.tokens_per_scale(self.cfg)
+    out = self.decoder_pred(self.decoder_norm(canvas_out))[..., sum(counts) - counts[-1] :, :]
+    gl, p = int(round(counts[-1] ** 0.5)), self.cfg.patch_size
+    lead = out.shape[:-2]
+    img = out.reshape(*lead, gl, gl, p, p, 3)
+    n = len(lead)
+    img = img.transpose(*range(n), n + 4, n, n + 2, n + 1, n + 3)
+    return img.reshape(*lead, 3, gl * p, gl * p)
+
   def decode(self, latent, ids_btg, frame_idx_r):
     """Predicted pixels of the reconstructed frames, (B, R, 3, S, S) with S the last scale."""
     b, t, g = ids_btg.shape
-    counts = recon_config.tokens_per_scale(self.cfg)
-    v, r = sum(counts), frame_idx_r.shape[0]
+    v, r = sum(recon_config.tokens_per_scale(self.cfg)), frame_idx_r.shape[0]
     pad = ids_btg == v
-    x = self.decoder_embed(latent)
-    cls, slots = x[:, :1], x[:, 1:].reshape(b, t, g, -1)
-    emb = decoder_pos_tables(self.decoder_pos_embed[...], self.cfg.scales, self.cfg.patch_size)
-    emb = emb + self.decoder_scale_embed[...][self._scale_index()]  # (V, d)
-    time = self.decoder_time_embed[...][:t]
-    safe_ids = jnp.where(pad, 0, ids_btg)
-    slot_tok = slots + emb[safe_ids] + time[None, :, None]
-    # Canvas of each reconstructed frame: mask tokens, overwritten where the frame was gazed.
-    sel_ids = ids_btg[:, frame_idx_r]  # (B, R, G); PAD -> dump row v
-    sel_x = slots[:, frame_idx_r]
-    canvas = jnp.broadcast_to(self.mask_token[...], (b, r, v + 1, x.shape[-1]))
-    bi, ri = jnp.arange(b)[:, None, None], jnp.arange(r)[None, :, None]
-    canvas = canvas.at[bi, ri, sel_ids].set(sel_x)[:, :, :v]
-    canvas = canvas + emb[None, None] + time[frame_idx_r][None, :, None]
+    cls, slot_tok, slots = self.decoder_slots(latent, ids_btg)
+    canvas = self.canvas(slots[:, frame_idx_r], ids_btg[:, frame_idx_r], frame_idx_r)  # (B, R, V, d)
     recon_frame = jnp.zeros((t,), bool).at[frame_idx_r].set(True)
-    seq = jnp.concatenate([cls + self.decoder_pos_embed[...][:, :1], slot_tok.reshape(b, t * g, -1),
-                           canvas.reshape(b, r * v, -1)], 1)
+    seq = jnp.concatenate([cls, slot_tok.reshape(b, t * g, -1), canvas.reshape(b, r * v, -1)], 1)
     fid = jnp.concatenate([jnp.full((1,), -1), jnp.repeat(jnp.arange(t), g), jnp.repeat(frame_idx_r, v)])
     kpad = jnp.concatenate([jnp.zeros((b, 1), bool), (pad | recon_frame[None, :, None]).reshape(b, t * g),
                             jnp.zeros((b, r * v), bool)], 1)
     fid = jnp.broadcast_to(fid, (b, fid.shape[0]))
     seq = self._run(self.decoder_layers, seq, fid, kpad)
-    out = self.decoder_pred(self.decoder_norm(seq[:, 1 + t * g :]))  # (B, R*V, p*p*3)
-    last = counts[-1]
-    out = out.reshape(b, r, v, -1)[:, :, v - last :]
-    gl, p = int(round(last**0.5)), self.cfg.patch_size
-    img = out.reshape(b, r, gl, gl, p, p, 3).transpose(0, 1, 6, 2, 4, 3, 5)
-    return img.reshape(b, r, 3, gl * p, gl * p)
+    return self.pixels(seq[:, 1 + t * g :].reshape(b, r, v, -1))
 
-  def __call__(self, video_bt3hw, ids_btg, frame_idx_r):
-    return self.decode(self.encode(video_bt3hw, ids_btg), ids_btg, frame_idx_r)
+  def __call__(self, video_bt3hw, ids_btg, frame_idx_r, tokens=None):
+    return self.decode(self.encode(video_bt3hw, ids_btg, tokens), ids_btg, frame_idx_r)

@@ -4,8 +4,8 @@ gaze whose inclusion gives the lowest reconstruction loss of that frame, until t
 
 The MAE is block-causal, so frame t's loss depends only on frames <= t and the search can
 fix frames in order. One jitted call per greedy step scores every candidate of every clip:
-candidates go through the frozen reconstructor `chunk` at a time (`lax.map` over chunks of
-chunk x B clips). `num_candidates` < V is the cheaper variant: a fresh random subset of the
+the frames before t are encoded once per step and the candidates reuse them
+(`models/frame_variants.py`), `chunk` candidates of every clip at a time (`lax.map`). `num_candidates` < V is the cheaper variant: a fresh random subset of the
 not-yet-chosen tokens per step. The loss is the reconstructor's per-frame L1 (the task's
 loss without perceptual terms).
 """
@@ -22,25 +22,30 @@ import numpy as np
 from flax import nnx
 
 from autogaze_jax import image as image_lib
-from autogaze_jax.models import recon_config
+from autogaze_jax.models import frame_variants, recon_config
 from autogaze_jax.train import task
 
 log = logging.getLogger("autogaze_jax.label")
 
 
 def candidate_losses(recon, video, ids_btg, t, s, cand_bc, chunk: int):
-  """Frame t's loss (B, C) with candidate cand[b, c] (local id) put at slot s of frame t."""
+  """Frame t's L1 loss (B, C) with candidate cand[b, c] (local id) put at slot s of frame t.
+  What frames < t fix is computed once (`frame_variants.prefix`); each candidate then costs
+  only frame t's slots and canvas."""
   b, c = cand_bc.shape
   n = math.ceil(c / chunk)
   cand = jnp.pad(cand_bc, ((0, 0), (0, n * chunk - c))).T.reshape(n, chunk, b)
-  lens = jnp.full((chunk * b, ids_btg.shape[1]), ids_btg.shape[2], jnp.int32)
-  rep_video = jnp.broadcast_to(video[None], (chunk, *video.shape)).reshape(chunk * b, *video.shape[1:])
+  tokens = recon.embed_all(video)
+  shared = frame_variants.prefix(recon, tokens, ids_btg, t)
+  frame_ids = jax.lax.dynamic_index_in_dim(ids_btg, t, axis=1, keepdims=False)  # (B, G)
+  target = jax.lax.dynamic_index_in_dim(video, t, axis=1, keepdims=False)  # (B, 3, H, W)
 
   def one(cs):  # (chunk, B) -> (chunk, B)
-    ids = jnp.broadcast_to(ids_btg[None], (chunk, *ids_btg.shape)).at[:, :, t, s].set(cs)
-    out = task.evaluate(recon, rep_video, ids.reshape(chunk * b, *ids_btg.shape[1:]), lens,
-                                       jnp.reshape(t, (1,)))
-    return out["loss_each_frame"][:, 0].reshape(chunk, b)
+    ids = jnp.broadcast_to(frame_ids[None], (chunk, *frame_ids.shape)).at[:, :, s].set(cs)
+    pred = frame_variants.reconstruct(recon, shared, tokens, ids, t)  # (chunk, B, 3, S, S)
+    size = pred.shape[-1]
+    tgt = target if target.shape[-1] == size else image_lib.resize_bicubic(target, (size, size))
+    return task.frame_loss(pred, jnp.broadcast_to(tgt[None], pred.shape))[1]
 
   return jax.lax.map(one, cand).reshape(n * chunk, b).T[:, :c]
 
@@ -62,6 +67,11 @@ def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key,
   return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0]
 
 
+# fixed: config ratios for the first and later frames; dirichlet: the paper's per-clip draw;
+# uniform: one per-clip ratio for every frame.
+BUDGET_MODES = ("fixed", "dirichlet", "uniform")
+
+
 class GreedySearch:
   """Compiled greedy search with a frozen reconstructor; call it on batches of uint8 clips."""
 
@@ -80,11 +90,17 @@ class GreedySearch:
     self.step = jax.jit(functools.partial(greedy_step, self.recon_def, num_candidates=self.num_candidates,
                                           chunk=min(chunk, self.num_candidates)))
 
-  def __call__(self, clips_u8: np.ndarray, call: int = 0) -> list[dict]:
-    """uint8 clips (B, T, H, W, 3) -> B label entries {gazing_pos (global), task_losses}."""
+  def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None) -> list[dict]:
+    """uint8 clips (B, T, H, W, 3) -> B label entries {gazing_pos (global), task_losses}.
+    budgets: per clip and frame (B, T), each at most the search's own per-frame budget
+    (default: the search's budgets for every clip)."""
     b, t = clips_u8.shape[:2]
     if len(self.budgets) != t:
       raise ValueError(f"greedy labels: {len(self.budgets)} budgets for clips of {t} frames")
+    caps = np.asarray(self.budgets)
+    budgets = np.broadcast_to(caps, (b, t)) if budgets is None else np.asarray(budgets, np.int64)
+    if budgets.shape != (b, t) or (budgets < 1).any() or (budgets > caps).any():
+      raise ValueError(f"greedy labels: per-clip budgets must be (B, T) = {(b, t)} in [1, {caps.tolist()}]")
     clips = jnp.asarray(clips_u8)
     ids = np.full((b, t, max(self.budgets)), self.vocab, np.int32)
     pos = [[[] for _ in range(t)] for _ in range(b)]
@@ -92,7 +108,7 @@ class GreedySearch:
     for ti in range(t):
       chosen = np.zeros((b, self.vocab), bool)
       active = np.ones((b,), bool)
-      for s in range(self.budgets[ti]):
+      for s in range(int(budgets[:, ti].max())):
         key = jax.random.fold_in(self.key, (call * t + ti) * self.vocab + s)
         pick, loss = jax.device_get(self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
         for i in np.flatnonzero(active):
@@ -100,21 +116,54 @@ class GreedySearch:
           chosen[i, pick[i]] = True
           pos[i][ti].append(int(pick[i]) + ti * self.vocab)
           losses[i][ti].append(float(loss[i]))
-          active[i] = loss[i] > self.eps
+          active[i] = loss[i] > self.eps and s + 1 < budgets[i, ti]
         if not active.any():
           break
     return [{"gazing_pos": pos[i], "task_losses": losses[i]} for i in range(b)]
 
 
-def label_clips(search: GreedySearch, clips, batch_size: int, progress: bool = True, total: int | None = None) -> dict:
-  """clips: iterable of (key, uint8 (T, H, W, 3)) -> {key: label entry}, with a progress bar."""
+def uniform_budgets(rng, clips: int, frames: int, vocab: int, ratio_range) -> np.ndarray:
+  """Per clip and frame (clips, frames): one ratio r ~ U[lo, hi] per clip for all of its frames,
+  int(r * V) tokens, at least 1. Labels at every per-frame budget a held-out evaluation measures,
+  each with prior frames gazed at that same budget."""
+  lo, hi = _ratio_range(ratio_range)
+  r = rng.uniform(lo, hi, size=(clips, 1))
+  return np.broadcast_to(np.maximum((r * vocab).astype(np.int64), 1), (clips, frames)).copy()
+
+
+def _ratio_range(ratio_range) -> tuple[float, float]:
+  lo, hi = (float(x) for x in ratio_range)
+  if not 0 < lo <= hi <= 1:
+    raise ValueError(f"label.ratio_range: need 0 < lo <= hi <= 1, got {tuple(ratio_range)}")
+  return lo, hi
+
+
+def dirichlet_budgets(rng, clips: int, frames: int, vocab: int, alpha_first: float, alpha_rest: float,
+                      ratio_range) -> np.ndarray:
+  """The paper's label budgets (its Appendix B), per clip and frame (clips, frames): a clip's
+  average ratio r is drawn between ratio_range's ends as lo * (hi / lo) ** u, u ~ U[0, 1] (our
+  reading of "an exponential on [lo, hi]"), split over frames by Dirichlet(alpha_first,
+  alpha_rest, ..., alpha_rest) shares: frame ratio = share * r * T, clamped to [0, 1]; tokens
+  int(ratio * V), at least 1 (the official NTP validation's formula)."""
+  lo, hi = _ratio_range(ratio_range)
+  r = lo * (hi / lo) ** rng.uniform(size=(clips, 1))
+  shares = rng.dirichlet([alpha_first] + [alpha_rest] * (frames - 1), size=clips)
+  ratio = np.clip(shares * r * frames, 0.0, 1.0)
+  return np.maximum((ratio * vocab).astype(np.int64), 1)
+
+
+def label_clips(search: GreedySearch, clips, batch_size: int, progress: bool = True, total: int | None = None,
+                budgets=None) -> dict:
+  """clips: iterable of (key, uint8 (T, H, W, 3)) -> {key: label entry}, with a progress bar.
+  budgets(call, batch) -> (batch, T) per-clip budgets (default: the search's own)."""
   from tqdm import tqdm
 
   out, keys, batch = {}, [], []
   bar = tqdm(total=total, desc="label", unit="clip", disable=not progress, dynamic_ncols=True)
 
   def flush():
-    for k, entry in zip(keys, search(np.stack(batch), call=len(out))):
+    per_clip = None if budgets is None else budgets(len(out), len(batch))
+    for k, entry in zip(keys, search(np.stack(batch), call=len(out), budgets=per_clip)):
       out[k] = entry
     bar.update(len(batch))
     keys.clear(), batch.clear()
@@ -179,7 +228,20 @@ def run(cfg, out_path: str, clips=None, progress: bool = True) -> dict:
   recon = oracle.load_reconstructor(cfg.oracle.model, mesh, workdir=cfg.oracle.workdir, weights=cfg.oracle.weights)
   vocab = sum(recon_config.tokens_per_scale(recon.cfg))
   t = cfg.clip_len
-  budgets = vocab_lib.budgets_from_ratio([lc.budget_ratio_first] + [lc.budget_ratio] * (t - 1), t, vocab)
+  mode = lc.get("budget", "fixed")
+  if mode not in BUDGET_MODES:
+    raise ValueError(f"label.budget: {mode!r} is not one of {', '.join(BUDGET_MODES)}")
+  per_clip = None
+  if mode == "fixed":
+    budgets = vocab_lib.budgets_from_ratio([lc.budget_ratio_first] + [lc.budget_ratio] * (t - 1), t, vocab)
+  else:  # a per-clip draw under a cap: every token (dirichlet) or the range's top (uniform)
+    rng = np.random.default_rng(cfg.seed)
+    if mode == "dirichlet":
+      budgets = np.full((t,), vocab, np.int32)
+      per_clip = lambda call, n: dirichlet_budgets(rng, n, t, vocab, *lc.dirichlet_alpha, lc.ratio_range)
+    else:
+      budgets = np.full((t,), min(vocab, max(1, int(_ratio_range(lc.ratio_range)[1] * vocab))), np.int32)
+      per_clip = lambda call, n: np.minimum(uniform_budgets(rng, n, t, vocab, lc.ratio_range), budgets)
   search = GreedySearch(recon, budgets, lc.eps, num_candidates=lc.num_candidates or None, chunk=lc.chunk,
                         seed=cfg.seed)
   total = None
@@ -187,7 +249,7 @@ def run(cfg, out_path: str, clips=None, progress: bool = True) -> dict:
     clips = source_clips(pipeline.for_training(cfg), lc.num_clips, cfg.seed)
     total = lc.num_clips
   with mesh_lib.use(mesh):
-    entries = label_clips(search, clips, lc.batch_size, progress, total)
+    entries = label_clips(search, clips, lc.batch_size, progress, total, budgets=per_clip)
   if not entries:
     raise ValueError("label: no usable clips to label")
   labels.write(out_path, entries)

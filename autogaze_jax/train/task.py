@@ -61,16 +61,17 @@ def frame_loss(pred_br3hw, target_br3hw, perceptual=()):
   return loss, l1, jnp.stack(terms, -1) if terms else jnp.zeros(l1.shape + (0,), l1.dtype)
 
 
-def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=()):
+def evaluate(model, video_bt3hw, ids_btg, lens_bt, frame_idx_r, perceptual=(), tokens=None):
   """Reconstructs the frames `frame_idx_r` from the gazes and scores them.
 
   perceptual: iterable of (weight, fn) with fn(pixels (N, 3, H, W) in task space) -> features.
+  tokens: the reconstructor's `embed_all(video)`, when the caller computed it once for many gaze sets.
   Returns a dict of arrays (see docs/design.md, "Reconstruction task").
   """
   cfg = model.cfg
   vocab = sum(recon_config.tokens_per_scale(cfg))
   b, t, _ = ids_btg.shape
-  pred = model(video_bt3hw, ids_btg, frame_idx_r)  # (B, R, 3, S, S)
+  pred = model(video_bt3hw, ids_btg, frame_idx_r, tokens=tokens)  # (B, R, 3, S, S)
   size = pred.shape[-1]
   target = video_bt3hw[:, frame_idx_r]
   if target.shape[-1] != size:
