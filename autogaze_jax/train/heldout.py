@@ -7,8 +7,8 @@ an ascending grid of per-frame gaze counts, one row per clip (N, n budgets). The
 - random gazes: n distinct uniformly random tokens per frame;
 - the greedy oracle: the labeller's search (`labelling.GreedySearch`) run to exactly n gazes
   per frame with no ε stop, i.e. the best-first choices the NTP labels are made of, frame by
-  frame, at every budget of the grid up to a ratio cap (and beyond it until every clip has
-  reached ε). It is the ceiling the policies are measured against.
+  frame, at every budget of the grid up to a ratio cap, and beyond it for the clips that have
+  not reached ε yet. It is the ceiling the policies are measured against.
 """
 
 from __future__ import annotations
@@ -84,11 +84,15 @@ class Curves:
     with mesh_lib.use(self.mesh):
       return np.asarray(jax.device_get(run(*self._args)), np.float64)
 
-  def gaze_ids(self, ids_ntg: np.ndarray) -> np.ndarray:
-    """(N,) the loss of given local ids (N, T, G) on the evaluated frames."""
+  def gaze_ids(self, ids_ntg: np.ndarray, which=None) -> np.ndarray:
+    """(N,) the loss of given local ids (N, T, G) on the evaluated frames, of the clips
+    `which` (indices; default all)."""
     ids = jnp.asarray(ids_ntg)
     lens = jnp.full(ids.shape[:2], ids.shape[2], jnp.int32)
     frames = jnp.asarray(self.frames, jnp.int32)
+    recon_state, clips = self._args
+    if which is not None:
+      clips = jax.device_put(self.clips[np.asarray(which)], mesh_lib.replicated(self.mesh))
 
     @jax.jit
     def run(recon_state, clips, ids):
@@ -96,32 +100,35 @@ class Curves:
       return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
 
     with mesh_lib.use(self.mesh):
-      return np.asarray(jax.device_get(run(*self._args, ids)), np.float64)
+      return np.asarray(jax.device_get(run(recon_state, clips, ids)), np.float64)
 
   def oracle(self, *, num_candidates: int = 0, chunk: int = 16, batch_size: int = 32, seed: int = 0,
              keep: int | None = None, eps: float | None = None, max_ratio: float = 1.0, progress=None):
     """The greedy search's curves, and its local ids (T, n) of the first clip at budget `keep`
     (None if not asked). The search costs far more than decoding (every candidate of every
-    step is one reconstruction), so budgets above `max_ratio` are searched only while some
-    clip has not yet reached `eps`; the rest of the curve is NaN (not measured).
-    progress(done, total) is called after every budget."""
-    t = self.clips.shape[1]
+    step is one reconstruction), so above `max_ratio` only the clips that have not yet reached
+    `eps` are searched; the others' losses there are NaN (not measured; their ratio at eps is
+    already fixed). progress(done, total) is called after every budget."""
+    t, count = self.clips.shape[1], len(self.clips)
     out, kept = [], None
     for j, n in enumerate(self.budgets):
-      reached = eps is not None and bool((np.stack(out, 1) <= eps).any(1).all()) if out else False
-      if n / self.vocab > max_ratio + 1e-9 and (eps is None or reached):
-        out += [np.full(len(self.clips), np.nan)] * (len(self.budgets) - j)
-        break
-      search = labelling.GreedySearch(self.recon, [n] * t, -np.inf, num_candidates=num_candidates or None,
-                                      chunk=chunk, seed=seed)
-      entries = []
-      with mesh_lib.use(self.mesh):
-        for start in range(0, len(self.clips), batch_size):
-          entries += search(self.clips[start : start + batch_size], call=start)
-      ids = ids_from_entries(entries, t, n, self.vocab)
-      out.append(self.gaze_ids(ids))
-      if n == keep:
-        kept = ids[0]
+      todo = np.arange(count)
+      if n / self.vocab > max_ratio + 1e-9:
+        reached = (np.stack(out, 1) <= eps).any(1) if (out and eps is not None) else np.zeros(count, bool)
+        todo = np.flatnonzero(~reached) if eps is not None else todo[:0]
+      row = np.full(count, np.nan)
+      if todo.size:
+        search = labelling.GreedySearch(self.recon, [n] * t, -np.inf, num_candidates=num_candidates or None,
+                                        chunk=chunk, seed=seed)
+        entries = []
+        with mesh_lib.use(self.mesh):
+          for start in range(0, todo.size, batch_size):
+            entries += search(self.clips[todo[start : start + batch_size]], call=start)
+        ids = ids_from_entries(entries, t, n, self.vocab)
+        row[todo] = self.gaze_ids(ids, None if todo.size == count else todo)
+        if n == keep and todo[0] == 0:
+          kept = ids[0]
+      out.append(row)
       if progress is not None:
         progress(j + 1, len(self.budgets))
     return np.stack(out, 1), kept

@@ -1,0 +1,48 @@
+"""The main job's curves: the greedy oracle searched past its ratio cap only for the clips that
+have not reached ε gives the same per-clip ratios as searching every clip at every budget."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from autogaze_jax import mesh as mesh_lib
+from autogaze_jax.data import synthetic
+from autogaze_jax.models import recon_config
+from autogaze_jax.models.reconstructor import Reconstructor
+from autogaze_jax.train import clip_stats, heldout
+
+RATIOS = (0.05, 0.1, 0.25, 0.5)
+
+
+@pytest.fixture(scope="module")
+def curves():
+  cfg = recon_config.recon_config("tiny")
+  cfg.scales, cfg.pos_grid = (32, 64), 4
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  with mesh_lib.use(mesh):
+    recon = Reconstructor(cfg, nnx.Rngs(0))
+  clips = np.stack([synthetic.make_clip(2, 64, seed=s, style="sparse") for s in range(4)])
+  return heldout.Curves(recon, mesh, clips, RATIOS, frames=(0, 1))
+
+
+def test_the_oracle_past_its_cap_searches_only_unreached_clips(curves):
+  assert curves.budgets == (1, 2, 5, 10)
+  full, _ = curves.oracle(chunk=20)
+  assert np.isfinite(full).all()
+  eps = float(np.median(full[:, 1]))  # about half the clips reach it by budget 2 (ratio 0.1)
+  capped, kept = curves.oracle(chunk=20, eps=eps, max_ratio=0.1, keep=2)
+  reached = (full[:, :2] <= eps).any(1)
+  assert 0 < reached.sum() < len(reached)
+  np.testing.assert_allclose(capped[:, :2], full[:, :2], rtol=1e-6)  # up to the cap: every clip
+  assert np.isnan(capped[reached, 2:]).all()  # past it: not measured for the clips already there
+  np.testing.assert_allclose(capped[~reached, 2:], full[~reached, 2:], rtol=1e-6)
+  np.testing.assert_allclose(clip_stats.ratio_at_eps(capped, curves.ratios, eps),
+                             clip_stats.ratio_at_eps(full, curves.ratios, eps))
+  assert kept.shape == (2, 2) and (kept < curves.vocab).all()
+
+
+def test_random_and_policy_curves_have_one_row_per_clip(curves):
+  rnd = curves.random(seed=0)
+  assert rnd.shape == (4, 4) and np.isfinite(rnd).all()
+  assert not np.array_equal(rnd, curves.random(seed=1))  # the seed draws other gazes
