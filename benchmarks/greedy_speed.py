@@ -37,13 +37,16 @@ def full_model_losses(recon, video, ids_btg, t, s, cand_bc):
   return out["loss_each_frame"][:, 0].reshape(c, b).T
 
 
-def _median_s(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+def _seconds(fn, args) -> float:
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - t0
+
+
+def _median_s(fn, args, repeats: int) -> float:
+  """Median wall time of fn(*args) over `repeats` calls, after one warm call."""
+  _seconds(fn, args)
+  return float(np.median([_seconds(fn, args) for _ in range(repeats)]))
 
 
 def main() -> None:
@@ -73,10 +76,9 @@ def main() -> None:
     frame_ids[:, t + 1 :] = vocab  # as in the search: later frames not gazed yet
     frame_ids[:, t, g // 2 :] = vocab
     a = (video, jnp.asarray(frame_ids), jnp.int32(t), jnp.int32(g // 2), cand)
-    want, got = full(state, *a), reuse(state, *a)
-    err = float(jnp.abs(want - got).max())
-    t_full = _median_s(lambda: full(state, *a), args.repeats)
-    t_reuse = _median_s(lambda: reuse(state, *a), args.repeats)
+    a = (state, *a)
+    err = float(jnp.abs(full(*a) - reuse(*a)).max())
+    t_full, t_reuse = _median_s(full, a, args.repeats), _median_s(reuse, a, args.repeats)
     rows.append({"frame": t, "clips": b, "candidates": vocab, "slots": g, "full_model_s": round(t_full, 4),
                  "frame_variants_s": round(t_reuse, 4), "speedup": round(t_full / t_reuse, 2), "max_abs_diff": err})
     print(json.dumps(rows[-1]), flush=True)
