@@ -194,7 +194,7 @@ def list_videos(roots, split: str | None = None) -> list[str]:
   for root in roots:
     base = os.path.join(root, split) if split else root
     if not os.path.isdir(base):
-      hint = f" (expected {root}/train and {root}/val)" if split else ""
+      hint = f" (expected {root}/train and {root}/val, and {root}/test for the main job's report)" if split else ""
       raise ValueError(f"data: {base} is not a directory{hint}")
     found = []
     for parent, _, files in os.walk(base):

@@ -8,7 +8,8 @@ from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import synthetic
-from autogaze_jax.models import recon_config
+from autogaze_jax.models import gaze_config, recon_config
+from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.models.reconstructor import Reconstructor
 from autogaze_jax.train import clip_stats, heldout
 
@@ -46,3 +47,8 @@ def test_random_and_policy_curves_have_one_row_per_clip(curves):
   rnd = curves.random(seed=0)
   assert rnd.shape == (4, 4) and np.isfinite(rnd).all()
   assert not np.array_equal(rnd, curves.random(seed=1))  # the seed draws other gazes
+  with mesh_lib.use(curves.mesh):
+    model = GazeModel(gaze_config.tiny_config(), nnx.Rngs(0))
+  policy = curves.policy(model)
+  assert policy.shape == (4, 4) and np.isfinite(policy).all()
+  assert not np.allclose(policy, rnd)

@@ -7,6 +7,7 @@ refuses another seed."""
 import json
 import pathlib
 
+import numpy as np
 import pytest
 from etils import epath
 
@@ -88,6 +89,7 @@ def test_main_job_runs_every_stage_reports_and_resumes_in_a_gs_workdir(tmp_path,
     lo, hi = row["ratio_at_eps_ci95"]
     assert lo <= row["ratio_at_eps"] <= hi and 0 <= row["reach_fraction"] <= 1
     assert {"auc", "auc_ci95", "loss_at_0.1", "loss_at_0.2", "loss_at_0.3", "curve"} <= set(row)
+    assert all(np.isfinite(row[k]) for k in ("auc", "loss_at_0.1", "loss_at_0.2", "loss_at_0.3"))
   assert set(report["test_differences"]["generated"]) >= {"grpo_minus_ntp", "ntp_minus_random"}
   assert {"ntp_over_random", "grpo_minus_ntp_interval_excludes_0", "ntp_recovers_of_oracle_saving"} <= set(
     report["test_targets"])

@@ -65,7 +65,8 @@ def cmd_main_job(args) -> None:
   print("\n".join(main_job_report.table(report["test"]["generated"], report["eps"])))
   print(json.dumps({"eps": report["eps"], "test_targets": report["test_targets"],
                     "total_wall_s": report["total_wall_s"]}, indent=2))
-  print(f"wrote {args.workdir}/report.md, report.json, loss_vs_ratio.png, gazes_*.png and one folder per stage")
+  print(f"wrote {args.workdir}/report.md, report.json, heldout_curves.json, loss_vs_ratio.png, grpo_heldout.png, "
+        "gazes_*.png and one folder per stage")
 
 
 def _load_model(args):
@@ -415,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--configs", default="configs", help="the folder of configs/*.py")
   e.add_argument("--seed", type=int, default=0, help="every stage's seed (init, data order, held-out clips)")
   e.add_argument("--pool", nargs="+", metavar="WORKDIR", default=None,
-                 help="run nothing: compare finished main jobs of different seeds (their test tables, pooled intervals)")
+                 help="run nothing (--workdir and --seed are not used): compare finished main jobs of "
+                      "different seeds (their test tables, pooled intervals)")
   e.set_defaults(func=cmd_main_job)
 
   k = sub.add_parser("ckpt", help="inspect checkpoints")

@@ -95,7 +95,7 @@ def build(src_dir: str, out_dir: str, clip_len: int = 16, size: int = 224, sampl
           min_frames: int = 1, progress: bool = True) -> dict:
   """Returns per-split counts. Raises ValueError when SRC_DIR has neither train/ nor val/ or
   when no video in it is usable."""
-  splits = [s for s in ("train", "val") if os.path.isdir(os.path.join(src_dir, s))]
+  splits = [s for s in ("train", "val", "test") if os.path.isdir(os.path.join(src_dir, s))]
   if not splits:
     raise ValueError(f"data build: {src_dir} has neither a train/ nor a val/ folder")
   if os.path.isdir(os.path.join(out_dir, NAME, VERSION)):

@@ -78,8 +78,8 @@ def summarize(loss_nb, ratios, eps: float, fixed_ratios=(0.1, 0.2, 0.3), auc_max
   """The report's row of one policy: ratio to reach eps (mean, median, fraction of clips that
   reach it, bootstrap interval of the mean), area under the curve up to `auc_max_ratio` (mean
   and interval), the mean loss at each fixed ratio, the mean curve with per-budget intervals,
-  and the per-clip ratios (for paired tests). NaN losses (budgets not measured, after every
-  clip has reached eps) are left out of the curve (None)."""
+  and the per-clip ratios (for paired tests). NaN losses (budgets not measured, after a clip
+  has reached eps) make the numbers that would need them None."""
   loss = np.asarray(loss_nb, np.float64)
   r = ratio_at_eps(loss, ratios, eps)
   auc = area_under_curve(loss, ratios, auc_max_ratio)
@@ -87,8 +87,9 @@ def summarize(loss_nb, ratios, eps: float, fixed_ratios=(0.1, 0.2, 0.3), auc_max
     "ratio_at_eps": float(r.mean()), "ratio_at_eps_median": float(np.median(r)),
     "ratio_at_eps_ci95": list(bootstrap_interval(r)),
     "reach_fraction": float((loss <= eps).any(1).mean()),
-    "auc": float(auc.mean()), "auc_ci95": list(bootstrap_interval(auc)),
-    **{f"loss_at_{x:g}": float(loss_at(loss, ratios, x).mean()) for x in fixed_ratios},
+    "auc": _finite_or_none(auc.mean()),
+    "auc_ci95": list(bootstrap_interval(auc)) if np.isfinite(auc).all() else None,
+    **{f"loss_at_{x:g}": _finite_or_none(loss_at(loss, ratios, x).mean()) for x in fixed_ratios},
     "auc_max_ratio": auc_max_ratio,
     "curve": {"ratios": [float(x) for x in ratios], "mean": [_finite_or_none(x) for x in loss.mean(0)],
               "ci95": [list(bootstrap_interval(col)) if np.isfinite(col).all() else None for col in loss.T]},

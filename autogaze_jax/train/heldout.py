@@ -106,14 +106,19 @@ class Curves:
              keep: int | None = None, eps: float | None = None, max_ratio: float = 1.0, progress=None):
     """The greedy search's curves, and its local ids (T, n) of the first clip at budget `keep`
     (None if not asked). The search costs far more than decoding (every candidate of every
-    step is one reconstruction), so above `max_ratio` only the clips that have not yet reached
+    step is one reconstruction), so past `max_ratio` only the clips that have not yet reached
     `eps` are searched; the others' losses there are NaN (not measured; their ratio at eps is
-    already fixed). progress(done, total) is called after every budget."""
+    already fixed; with every candidate scored, num_candidates=0, it equals searching them
+    all). progress(done, total) is called after every budget."""
     t, count = self.clips.shape[1], len(self.clips)
+    # every clip up to the first budget at or past the cap (and the first two), so the loss at
+    # the cap and the area up to it are measured for all
+    full = max(1, next((j for j, n in enumerate(self.budgets) if n / self.vocab >= max_ratio - 1e-9),
+                       len(self.budgets)))
     out, kept = [], None
     for j, n in enumerate(self.budgets):
       todo = np.arange(count)
-      if n / self.vocab > max_ratio + 1e-9:
+      if j > full:
         reached = (np.stack(out, 1) <= eps).any(1) if (out and eps is not None) else np.zeros(count, bool)
         todo = np.flatnonzero(~reached) if eps is not None else todo[:0]
       row = np.full(count, np.nan)

