@@ -97,11 +97,11 @@ def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
 
 
 def test_ratio_at_eps_interpolates_the_first_crossing():
-  from autogaze_jax.train import evals
+  from autogaze_jax.train import clip_stats
 
   loss = np.array([[1.0, 0.8, 0.6],    # crosses 0.7 halfway between budgets 4 and 8
                    [0.65, 0.6, 0.5],   # the first budget already reaches
                    [0.9, 0.8, 0.75],   # never reaches
                    [1.0, 0.6, 0.9]])   # the first crossing counts, not a later rise
-  got = np.asarray(evals.ratio_from_losses(loss, (2, 4, 8), 8, 0.7))
+  got = clip_stats.ratio_at_eps(loss, (2 / 8, 4 / 8, 8 / 8), 0.7)  # budgets 2, 4, 8 of V = 8
   np.testing.assert_allclose(got, [0.75, 0.25, 1.0, 0.25 + 0.25 * 0.75], rtol=1e-6)

@@ -35,22 +35,12 @@ from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.models import decoding, recon_config
-from autogaze_jax.train import task
+from autogaze_jax.train import clip_stats, task
 
 
-def ratio_from_losses(loss_bn, budgets, vocab: int, eps: float):
-  """loss (B, n budgets) -> per-clip ratio (B,) at which the loss first reaches eps, linearly
-  interpolated between the two budgets around the crossing (so the measure is not stuck on
-  the grid); the smallest ratio where the first budget already reaches, 1.0 where none does."""
-  reach = loss_bn <= eps
-  ratios = jnp.asarray(budgets, jnp.float32) / vocab
-  i = jnp.argmax(reach, 1)
-  j = jnp.maximum(i - 1, 0)
-  take = lambda a, k: jnp.take_along_axis(a, k[:, None], 1)[:, 0]
-  hi, lo = take(loss_bn, j), take(loss_bn, i)  # the loss just above eps, the first one at or below
-  frac = jnp.clip((hi - eps) / jnp.maximum(hi - lo, 1e-12), 0.0, 1.0)
-  crossed = ratios[j] + frac * (ratios[i] - ratios[j])
-  return jnp.where(reach.any(1), jnp.where(i == 0, ratios[0], crossed), 1.0)
+def budget_grid(ratios, vocab: int) -> tuple[int, ...]:
+  """The ascending distinct per-frame budgets int(r * V) (at least 1) of a ratio grid."""
+  return tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
 
 
 def policy_losses(model, recon, video, frames, budgets, keep: int | None = None):
@@ -83,7 +73,8 @@ def ratio_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, fram
   `picture_dir`, every call also draws the first clip's gazes at the grid budget nearest
   `picture_ratio` into picture_dir/gazes_step<N>.png (process 0 only)."""
   vocab = int(sum(recon_config.tokens_per_scale(recon.cfg)))
-  budgets = tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
+  budgets = budget_grid(ratios, vocab)
+  grid = [n / vocab for n in budgets]
   shown = min(budgets, key=lambda n: abs(n / vocab - picture_ratio))
   frames = jnp.asarray([f for f in frames if f < clips_u8.shape[1]], jnp.int32)
   recon_def, recon_state = nnx.split(recon)
@@ -96,20 +87,21 @@ def ratio_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, fram
     video = image_lib.normalize_on_device(clips)
     loss, ids = policy_losses(nnx.merge(graphdef, state).model, nnx.merge(recon_def, recon_state), video, frames,
                               budgets, keep=shown)
-    return ratio_from_losses(loss, budgets, vocab, eps).mean(), loss.mean(0), ids
+    return loss, ids
 
   @functools.partial(jax.jit, out_shardings=repl)
   def baseline(recon_state, clips):
     video = image_lib.normalize_on_device(clips)
     loss = random_losses(nnx.merge(recon_def, recon_state), video, frames, budgets, vocab, jax.random.key(0))
-    return ratio_from_losses(loss, budgets, vocab, eps).mean()
+    return loss
 
   with mesh_lib.use(mesh):
-    random_ratio = float(baseline(recon_state, held))
+    random_ratio = float(clip_stats.ratio_at_eps(jax.device_get(baseline(recon_state, held)), grid, eps).mean())
 
   def evaluate(state, step):
     with mesh_lib.use(mesh):
-      ratio, loss, ids = jax.device_get(run(state, recon_state, held))
+      loss, ids = jax.device_get(run(state, recon_state, held))
+    ratio, loss = clip_stats.ratio_at_eps(loss, grid, eps).mean(), loss.mean(0)
     if picture_dir and distributed.is_main():
       masks = [m[0] for m in vocab_lib.gazing_masks(np.asarray(ids)[None], recon.cfg.scales, vocab)]
       pictures.save_picture(os.path.join(picture_dir, f"gazes_step{step:06d}.png"),

@@ -20,14 +20,8 @@ from flax import nnx
 
 from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.models import recon_config
 from autogaze_jax.train import evals, labelling, task
-
-
-def budget_grid(ratios, vocab: int) -> tuple[int, ...]:
-  """The ascending distinct per-frame budgets int(r * V) (at least 1) of a ratio grid."""
-  return tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
 
 
 def ids_from_entries(entries: list[dict], frames: int, slots: int, vocab: int) -> np.ndarray:
@@ -45,7 +39,7 @@ class Curves:
 
   def __init__(self, recon, mesh, clips_u8: np.ndarray, ratios, frames):
     self.vocab = int(sum(recon_config.tokens_per_scale(recon.cfg)))
-    self.budgets = budget_grid(ratios, self.vocab)
+    self.budgets = evals.budget_grid(ratios, self.vocab)
     self.ratios = [n / self.vocab for n in self.budgets]
     self.clips = np.asarray(clips_u8)
     self.frames = tuple(int(f) for f in frames if f < self.clips.shape[1])
@@ -54,6 +48,7 @@ class Curves:
     repl = mesh_lib.replicated(mesh)
     self._args = jax.device_put((recon_state, self.clips), repl)
     self._compiled = {}
+    self._score = jax.jit(self._score_ids)  # one program per gaze-set shape, reused across calls
 
   def _recon_video(self, recon_state, clips):
     return nnx.merge(self._recon_def, recon_state), image_lib.normalize_on_device(clips)
@@ -87,20 +82,17 @@ class Curves:
   def gaze_ids(self, ids_ntg: np.ndarray, which=None) -> np.ndarray:
     """(N,) the loss of given local ids (N, T, G) on the evaluated frames, of the clips
     `which` (indices; default all)."""
-    ids = jnp.asarray(ids_ntg)
-    lens = jnp.full(ids.shape[:2], ids.shape[2], jnp.int32)
-    frames = jnp.asarray(self.frames, jnp.int32)
     recon_state, clips = self._args
     if which is not None:
       clips = jax.device_put(self.clips[np.asarray(which)], mesh_lib.replicated(self.mesh))
-
-    @jax.jit
-    def run(recon_state, clips, ids):
-      recon, video = self._recon_video(recon_state, clips)
-      return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
-
     with mesh_lib.use(self.mesh):
-      return np.asarray(jax.device_get(run(recon_state, clips, ids)), np.float64)
+      return np.asarray(jax.device_get(self._score(recon_state, clips, jnp.asarray(ids_ntg))), np.float64)
+
+  def _score_ids(self, recon_state, clips, ids):
+    recon, video = self._recon_video(recon_state, clips)
+    lens = jnp.full(ids.shape[:2], ids.shape[2], jnp.int32)
+    frames = jnp.asarray(self.frames, jnp.int32)
+    return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
 
   def oracle(self, *, num_candidates: int = 0, chunk: int = 16, batch_size: int = 32, seed: int = 0,
              keep: int | None = None, eps: float | None = None, max_ratio: float = 1.0, progress=None):
