@@ -27,14 +27,14 @@ def get_config(arg: str = "tiny"):
   c = common.gaze_stage("grpo", arg)
   c.init_gaze = ""  # our gaze checkpoint (e.g. NTP's gaze_final/) or official weights; "" = random
   c.batch_size = pick(4, 2, 64)  # clips per optimizer step; each is rolled out group_size times
-  c.steps = pick(300, 200, 2000)  # official: one epoch of the RL data at 64 clips per step
+  c.steps = pick(100, 200, 2000)  # official: one epoch of the RL data at 64 clips per step
   c.log_every = pick(1, 5, 10)  # tiny: every step, so the reward summaries average 30 steps
   c.checkpoint_every = pick(50, 50, 500)
   c.grpo = ml_collections.ConfigDict(dict(
     group_size=pick(8, 4, 12),
     # Per-frame cap of the pilot rollout, int(ratio * V) (official 0.75), and ε ~ U[min, max]
     # per clip for its stop rule. tiny: fixed budgets instead (no pilot; every frame gets the
-    # 4-gaze cap, where the tiny reconstructor's held-out loss crosses the eval eps), so the
+    # 4-gaze cap: random gazes' dev loss there is ~0.58, the greedy oracle's ~0.46), so the
     # reward is at one cost throughout and its curve shows learning, not budget drift.
     pilot_ratio=pick(0.2, 0.75, 0.75), fixed_budget=pick(True, False, False),
     eps_range=pick((0.55, 0.65), (0.9, 1.3), (0.5, 1.0)),
@@ -55,7 +55,7 @@ def get_config(arg: str = "tiny"):
   # which budget-only greedy gazes reach loss <= eps, and the official stop-rule
   # validation (greedy, cap int(cap_ratio * V), stop at eps; the paper reports eps = 0.7).
   c.eval = ml_collections.ConfigDict(dict(
-    every=pick(50, 50, 1000), num_clips=pick(16, 2, 16), eps=pick(0.6, 0.9, 0.7), cap_ratio=0.75,
+    every=pick(25, 50, 1000), num_clips=pick(16, 2, 16), eps=pick(0.51, 0.9, 0.7), cap_ratio=0.75,
     ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.optimizer = ml_collections.ConfigDict(dict(

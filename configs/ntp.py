@@ -38,7 +38,9 @@ def get_config(arg: str = "tiny"):
   c.data.labels = c.get_ref("labels")
   c.batch_size = pick(16, 8, 1024)  # clips per optimizer step (global)
   c.micro_batch_size = pick(0, 0, 256)  # 0: no accumulation; else batch_size / this micro-steps
-  c.steps = pick(200, 2000, 36_600)
+  # tiny: 1,000 steps; at 200 the tiny model cannot yet learn even labels that are a fixed function
+  # of the frames (benchmarks/ntp_learnability.py: NTP loss 2.64 at 200 steps, 1.2 at 1,000)
+  c.steps = pick(1000, 2000, 36_600)
   c.log_every = pick(10, 10, 50)
   c.checkpoint_every = pick(100, 200, 500)
   c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0))
@@ -69,8 +71,11 @@ def get_config(arg: str = "tiny"):
   # the greedy oracle searched up to `oracle_max_ratio` (and beyond only until every clip
   # reaches eps: the search costs a reconstruction per candidate).
   c.eval = ml_collections.ConfigDict(dict(
-    every=pick(50, 200, 3000), num_clips=pick(16, 2, 16), test_clips=pick(32, 4, 64), oracle_max_ratio=0.3,
-    eps=pick(0.6, 0.9, 0.7),
+    every=pick(250, 200, 3000), num_clips=pick(16, 2, 16), test_clips=pick(32, 4, 64), oracle_max_ratio=0.3,
+    # tiny eps, chosen on dev (val) only: the greedy oracle's mean loss at ratio 0.1 (2 gazes per
+    # frame) with a 2,000-step stage-0 reconstructor (0.513), where random gazes need ~0.6 of the
+    # patches; at the earlier 0.6 random needs ~0.2 and even the oracle only 0.63x that.
+    eps=pick(0.51, 0.9, 0.7),
     ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))
