@@ -163,3 +163,18 @@ def test_sampling_keys_and_top_k(tiny, tiny_video):
   top4 = np.argsort(-np.where(seen[:, None], -np.inf, logits), -1)[..., :4]
   assert all(kept[b, h, top4[b, h]].all() for b in range(2) for h in range(K))
   np.testing.assert_allclose(s[kept], (np.asarray(logits) / 0.5)[kept], rtol=1e-6)
+
+
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_bounded_cache_reads_give_the_same_gazes(tiny, tiny_video, monkeypatch, lockstep):
+  """Reading the cache only up to its filled extent (in blocks small enough that the tiny
+  caches span several, the last one clamped) gazes exactly as the full masked read, with and
+  without the stop rule."""
+  from autogaze_jax.models import layers
+  monkeypatch.setattr(layers, "KV_BLOCK", 16)
+  budgets = vocab.budgets_from_ratio(0.6, 6, V)
+  for eps in (None, np.full((3, 6), _eps(tiny, tiny_video), np.float32)):
+    full = tiny.generate(tiny_video, budgets, eps, lockstep=lockstep, segments=2)
+    bounded = tiny.generate(tiny_video, budgets, eps, lockstep=lockstep, segments=2, bounded_reads=True)
+    for a, b in zip(full, bounded):
+      np.testing.assert_array_equal(a, b)

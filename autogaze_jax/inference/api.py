@@ -165,13 +165,15 @@ class AutoGaze:
     return out
 
   def generate(self, video, budgets, eps, *, lockstep=False, sample=False, temperature=1.0,
-               key=None, segments=4):
-    """Fixed-shape generation: local ids (B, T, G) and generated slots (B, T), on host."""
+               key=None, segments=4, bounded_reads=False):
+    """Fixed-shape generation: local ids (B, T, G) and generated slots (B, T), on host.
+    bounded_reads: attention reads the cache only up to its filled extent, in blocks (same
+    gazes; the default False reads every slot, masked: faster on CPU)."""
     b, t = video.shape[:2]
     k = self.config.decoder.num_multi_token_pred
     spec = decoding.DecodeSpec(
       slots=vocab_lib.slots_per_frame(int(budgets.max()), k), lockstep=lockstep,
-      sample=sample, use_task_loss=eps is not None, segments=segments,
+      sample=sample, use_task_loss=eps is not None, segments=segments, bounded_reads=bounded_reads,
     )
     fn = self._jit("generate", functools.partial(self._generate_fn, spec=spec), spec)
     xv, real_b = self._put_batch(video, allow_pad=not lockstep)

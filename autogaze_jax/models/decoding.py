@@ -36,6 +36,10 @@ class DecodeSpec:
   use_task_loss: bool = False
   window: int | None = None  # streaming: keep only the last `window` frames as history
   segments: int = 4  # whole clip: frames run in this many scans with growing caches
+  # read the cache only up to the slot being written, in blocks (layers.KV_BLOCK); streaming
+  # windows wrap their cache, so they always read all of it. Off by default: on the 2-core
+  # CPU it is 4-22 % slower than the masked full read (benchmarks/gaze_speed.py, docs/results.md)
+  bounded_reads: bool = False
 
 
 @jax.tree_util.register_dataclass
@@ -130,6 +134,12 @@ def _prepare_scores(logits_bkv, seen_bv, temperature, spec: DecodeSpec):
   return s
 
 
+def _extent(start, spec: DecodeSpec):
+  """How far the cache holds visible keys when writing at `start`: every visible slot is
+  earlier (units are filled in order), except in a streaming window, whose units wrap."""
+  return start if spec.bounded_reads and not spec.window else None
+
+
 def _prefill(model: GazeModel, state: DecodeState, tokens_bpd, spec: DecodeSpec):
   """Opens frame t: sets key visibility of its unit and feeds [pending step | vision tokens].
 
@@ -166,7 +176,7 @@ def _prefill(model: GazeModel, state: DecodeState, tokens_bpd, spec: DecodeSpec)
   new_ok = jnp.concatenate([pend_vis, jnp.ones((b, p), bool)], 1)
   h, kv = dec.trunk(
     x, jnp.concatenate([pend_pos, vis_pos], 1), new_ok, state.kv, base + g, key_ok,
-    last_only=True,
+    last_only=True, cache_extent=_extent(base + g, spec),
   )
   key_ok = _set_range(key_ok, base + g, new_ok)
   logits, tlp = dec.heads(h[:, -1])
@@ -213,7 +223,8 @@ def decode_frame(model: GazeModel, state: DecodeState, tokens_bpd, budget, eps_b
       kv, key_ok = args
       fed = jnp.broadcast_to(feed[:, None], (b, kk))
       h, kv = dec.trunk(
-        dec.embed_tokens(y), stale_pos, fed, kv, nbase + s * kk, key_ok, last_only=True
+        dec.embed_tokens(y), stale_pos, fed, kv, nbase + s * kk, key_ok, last_only=True,
+        cache_extent=_extent(nbase + s * kk, spec),
       )
       lg, tl = dec.heads(h[:, -1])
       return kv, _set_range(key_ok, nbase + s * kk, fed), lg, tl

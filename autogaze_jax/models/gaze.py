@@ -99,19 +99,20 @@ class GazeDecoder(nnx.Module):
       jnp.asarray(layers.llama3_inv_freq(d.head_dim, d.rope_theta, d.rope_scaling.to_dict()))
     )
 
-  def trunk(self, x_btd, pos_bt, new_ok_bt, caches, start, cache_ok_bs, last_only=False):
+  def trunk(self, x_btd, pos_bt, new_ok_bt, caches, start, cache_ok_bs, last_only=False, cache_extent=None):
     """Runs all layers on a block of new tokens; their K/V go to cache slot `start` on.
 
     new_ok (B, T): visible tokens of the block (causal inside it); cache_ok (B, S): visible
     cache slots. Returns the final-normed hidden states (of the last token only if
-    `last_only`: the last layer then skips the queries nobody reads) and the caches.
+    `last_only`: the last layer then skips the queries nobody reads) and the caches. cache_extent:
+    no visible cache slot lies at or past it (None: unknown; the whole cache is read).
     """
     inv = self.inv_freq[...]
     new = []
     n = len(self.layers)
     for i, (layer, cache) in enumerate(zip(self.layers, caches)):
       x_btd, cache = layer(
-        x_btd, pos_bt, new_ok_bt, cache, start, cache_ok_bs, inv, last_only and i == n - 1
+        x_btd, pos_bt, new_ok_bt, cache, start, cache_ok_bs, inv, last_only and i == n - 1, cache_extent
       )
       new.append(cache)
     return self.norm(x_btd), new

@@ -80,7 +80,40 @@ def _prefix_chunk(qc_bchd, qpos_c, k_bhsd, v_bhsd, ok_bs, scale):
   return jnp.einsum("bhqs,bhsd->bqhd", p, v_bhsd)
 
 
-def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query_chunk=104):
+KV_BLOCK = 512  # cache slots per block of the extent-bounded read (`_blocked_cache`)
+
+
+def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent):
+  """Softmax over [cache[:extent] | block], reading the cache in KV_BLOCK-slot blocks with an
+  online (running max) softmax and a trip count of ceil(extent / KV_BLOCK): the empty slots
+  past `extent` are never touched. qh (B, H, Q, d) scaled queries; s_new (B, H, Q, T) the
+  block's masked scores. Returns (B, Q, H, d). Forward only (a dynamic trip count)."""
+  size = cache_k.shape[2]
+  m = s_new.max(-1)
+  e = jnp.exp(s_new - m[..., None])
+  acc = (m, e.sum(-1), jnp.einsum("bhqs,bhsd->bhqd", e.astype(new_v.dtype), new_v).astype(jnp.float32))
+
+  def body(i, acc):
+    m, l, o = acc
+    lo = jnp.minimum(i * KV_BLOCK, size - KV_BLOCK)  # the last block is clamped inside the cache
+    idx = lo + jnp.arange(KV_BLOCK)
+    keep = jax.lax.dynamic_slice_in_dim(cache_ok_bs, lo, KV_BLOCK, axis=1) & (idx >= i * KV_BLOCK) & (idx < extent)
+    kb = jax.lax.dynamic_slice_in_dim(cache_k, lo, KV_BLOCK, axis=2)
+    vb = jax.lax.dynamic_slice_in_dim(cache_v, lo, KV_BLOCK, axis=2)
+    sb = jnp.einsum("bhqd,bhsd->bhqs", qh, kb).astype(jnp.float32)
+    sb = jnp.where(keep[:, None, None], sb, _NEG)
+    m_new = jnp.maximum(m, sb.max(-1))
+    scale_old, eb = jnp.exp(m - m_new), jnp.exp(sb - m_new[..., None])
+    l = l * scale_old + eb.sum(-1)
+    o = o * scale_old[..., None] + jnp.einsum("bhqs,bhsd->bhqd", eb.astype(vb.dtype), vb)
+    return m_new, l, o
+
+  trips = jnp.clip((extent + KV_BLOCK - 1) // KV_BLOCK, 0, -(-size // KV_BLOCK))
+  _, l, o = jax.lax.fori_loop(0, trips, body, acc)
+  return jnp.swapaxes(o / l[..., None], 1, 2).astype(new_v.dtype)
+
+
+def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query_chunk=104, cache_extent=None):
   """Softmax attention of the last Q tokens of a new block over the cache and the block.
 
   new_k/new_v (B, H_kv, T, d): the block's own keys/values, causal inside the block (query
@@ -88,6 +121,8 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
   cache_k/cache_v (B, H_kv, S, d), cache_ok (B, S): earlier tokens, all in the past (S may
   be 0). Masked scores use the float32 minimum rather than -inf, so a row without a visible
   key stays finite. Long query blocks run in chunks to bound the score memory.
+  cache_extent (traced int, optional): no cache slot at or past it is visible; the cache is
+  then read in blocks of KV_BLOCK slots up to it only (`_blocked_cache`), not in full.
   """
   b, q, h, d = q_bqhk.shape
   t = new_k.shape[2]
@@ -104,6 +139,8 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
     if not has_cache:
       p = jax.nn.softmax(s, axis=-1).astype(new_v.dtype)
       return jnp.einsum("bhqs,bhsd->bqhd", p, new_v)
+    if cache_extent is not None and cache_k.shape[2] > KV_BLOCK:
+      return _blocked_cache(qh, s, new_v, cache_k, cache_v, cache_ok_bs, cache_extent)
     # Two-part softmax over [cache | block] without concatenating the scores.
     sc = jnp.einsum("bhqd,bhsd->bhqs", qh, cache_k).astype(jnp.float32)
     sc = jnp.where(cache_ok_bs[:, None, None], sc, _NEG)
@@ -151,13 +188,14 @@ class Attention(nnx.Module):
     self.o_proj = lin(self.num_heads * self.head_dim, d, ("heads", "embed"))
 
   def __call__(self, x_btd, pos_bt, new_ok_bt, cache, start, cache_ok_bs, inv_freq,
-               last_only=False):
+               last_only=False, cache_extent=None):
     """Attends a block of T new tokens over the cache and itself, then writes the block's
     K/V into the cache at slot `start` (contiguous).
 
     cache: (k, v), each (B, num_kv, S, head_dim), keys stored after RoPE; S may be 0.
     cache_ok (B, S): visible cache slots, all earlier than the block. new_ok (B, T): visible
     block tokens. last_only: queries (and outputs) for the last token only.
+    cache_extent: as `attend`'s (None: read the whole cache).
     """
     b, t, _ = x_btd.shape
     split = lambda y, n: y.reshape(b, t, n, self.head_dim).swapaxes(1, 2)
@@ -168,7 +206,7 @@ class Attention(nnx.Module):
     q = self.q_proj(xq).reshape(b, xq.shape[1], self.num_heads, self.head_dim)
     q = apply_rope(q, pq, inv_freq)
     ck, cv = cache
-    o = attend(q, k, v, new_ok_bt, ck, cv, cache_ok_bs)
+    o = attend(q, k, v, new_ok_bt, ck, cv, cache_ok_bs, cache_extent=cache_extent)
     if ck.shape[2]:
       # Read the cache before writing it, so XLA can update the buffer in place.
       o, ck, cv = jax.lax.optimization_barrier((o, ck, cv))
@@ -200,9 +238,9 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
     self.mlp = MLP(cfg, rngs)
 
-  def __call__(self, h, pos, new_ok, cache, start, cache_ok, inv_freq, last_only=False):
+  def __call__(self, h, pos, new_ok, cache, start, cache_ok, inv_freq, last_only=False, cache_extent=None):
     a, cache = self.self_attn(
-      self.input_layernorm(h), pos, new_ok, cache, start, cache_ok, inv_freq, last_only
+      self.input_layernorm(h), pos, new_ok, cache, start, cache_ok, inv_freq, last_only, cache_extent
     )
     h = (h[:, -1:] if last_only else h) + a
     h = h + self.mlp(self.post_attention_layernorm(h))
