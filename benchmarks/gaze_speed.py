@@ -5,7 +5,10 @@ batch size and gazing ratio (no task-loss requirement, so every frame uses its w
 budget: the same work as the official numbers quoted in the README), for each cache-read
 mode: "full" (every slot of the segment's cache, masked; the default) and "bounded"
 (attention reads the KV cache only up to its filled extent, in blocks). The modes' repeats are
-interleaved, so their ratio is measured under the same machine load.
+interleaved, so their ratio is measured under the same machine load. Next to each time: the
+floor for the same work on this machine (benchmarks/decode_floor.py: a read-bandwidth and a
+matmul probe measured in this run, times the bytes and FLOPs generation must touch) and
+measured / floor.
 
   python benchmarks/gaze_speed.py                          # batches 1,4,16; ratios 0.75,0.1
   python benchmarks/gaze_speed.py --batches 1 --ratios 0.1 --reads full --json out.json
@@ -18,6 +21,7 @@ import json
 import platform
 import time
 
+import decode_floor  # benchmarks/decode_floor.py, beside this script
 import jax
 import numpy as np
 
@@ -44,6 +48,8 @@ def main(argv=None):
   from autogaze_jax import mesh as mesh_lib
 
   gazer = AutoGaze.from_config(seed=0, mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
+  probe = decode_floor.probes()
+  print(f"probes: read {probe['read_gb_s']:.1f} GB/s, matmul {probe['matmul_gflop_s']:.0f} GFLOP/s", flush=True)
   rows = []
   for ratio in [float(r) for r in args.ratios.split(",")]:
     for batch in [int(b) for b in args.batches.split(",")]:
@@ -64,20 +70,27 @@ def main(argv=None):
           run()
           times[m].append(time.perf_counter() - t0)
       base = min(times[modes[0]])
+      floor = decode_floor.clip_floor(gazer.model, gazer.config, budgets, batch, probe)
       for m in modes:
         best = min(times[m])
         rows.append(dict(gazing_ratio=ratio, batch=batch, reads=m, compile_s=round(first[m] - best, 2),
                          ms_per_clip=round(1000 * best / batch, 1), clips_per_s=round(batch / best, 2),
                          time_over_first_mode=round(best / base, 3),
-                         same_gazes_as_first_mode=bool(np.array_equal(ids[m], ids[modes[0]]))))
+                         same_gazes_as_first_mode=bool(np.array_equal(ids[m], ids[modes[0]])),
+                         floor_ms_per_clip=round(1000 * floor["floor_s"] / batch, 1),
+                         over_floor=round(best / floor["floor_s"], 2),
+                         bound="read" if floor["read_s"] >= floor["compute_s"] else "compute",
+                         gflop_per_clip=round(floor["gflop"] / batch, 2),
+                         gbytes_per_clip=round(floor["gbytes"] / batch, 3)))
         r = rows[-1]
         print(f"ratio {ratio:<5} batch {batch:>3} {m:>7}: compile {r['compile_s']:6.2f} s | "
               f"{r['ms_per_clip']:8.1f} ms/clip | {r['clips_per_s']:7.2f} clips/s | "
-              f"x{r['time_over_first_mode']:.3f} of {modes[0]} | same gazes {r['same_gazes_as_first_mode']}",
+              f"x{r['time_over_first_mode']:.3f} of {modes[0]} | same gazes {r['same_gazes_as_first_mode']} | "
+              f"floor {r['floor_ms_per_clip']:.1f} ms ({r['bound']}) | x{r['over_floor']:.2f} of floor",
               flush=True)
   meta = dict(device=str(jax.devices()[0].device_kind), backend=jax.default_backend(),
               cpu=platform.processor() or platform.machine(), jax=jax.__version__,
-              frames=args.frames, k=10, generate_only=True)
+              frames=args.frames, k=10, generate_only=True, probes=probe)
   print(json.dumps({"meta": meta, "results": rows}, indent=1))
   if args.json:
     with open(args.json, "w") as f:
