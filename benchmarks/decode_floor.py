@@ -3,13 +3,13 @@ stream and multiply (probes measured in the same run) and what one generate call
 (counted from the model's config and the budgets).
 
 Work model, per clip of T frames with budgets n_t and K tokens per step (s_t = ceil(n_t / K)
-steps): frame t feeds its P vision tokens and the re-fed last step of frame t - 1 (K tokens),
-then s_t - 1 decode steps of K tokens (the frame's last step is fed at the next prefill). A fed
-token costs the decoder's projections and MLP and attends over the visible history, which
-holds P + n_u tokens of every earlier frame u; each fed block reads the decoder weights once
-(per batch) and every layer's keys and values of that visible history (per clip). The vision
-encoder's FLOPs come from XLA's cost analysis of its compiled call. Not counted: the heads' and
-sampling's small work, and re-reading activations.
+steps): frame t feeds its P vision tokens after the last step of frame t - 1 (its real gazes,
+fed only now), then s_t - 1 decode steps of K tokens (its own last step waits for the next
+prefill). A fed token costs the decoder's projections and MLP and attends over the keys fed
+before it (all visible); in the last layer only the block's last token is queried, then the
+heads run once. Each fed block reads the decoder weights once (per batch) and every layer's
+keys and values of the keys before it (per clip). The vision encoder's FLOPs come from XLA's
+cost analysis of its compiled call. Not counted: sampling, norms and re-reading activations.
 """
 
 from __future__ import annotations
@@ -55,32 +55,34 @@ def vision_flops(model, frames: int, size: int = 224) -> float:
 
 def decoder_work(cfg, budgets, batch: int) -> dict:
   """FLOPs and bytes (per generate call of `batch` clips) of the decoder, by the work model."""
-  d = cfg.decoder
+  d, v = cfg.decoder, cfg.num_vision_tokens_each_frame
   p = (cfg.input_img_size // cfg.vision.kernel_size) ** 2
-  k = d.num_multi_token_pred
-  per_token = 2 * d.num_layers * (2 * d.hidden_size * d.num_heads * d.head_dim
-                                  + 2 * d.hidden_size * d.num_kv_heads * d.head_dim
-                                  + 3 * d.hidden_size * d.intermediate_size)
-  attn = 4 * d.num_layers * d.num_heads * d.head_dim  # FLOPs per (query, visible key)
-  kv_bytes = 2 * d.num_layers * d.num_kv_heads * d.head_dim * 4  # per visible key
-  weights = 4 * (d.num_layers * (2 * d.hidden_size * (d.num_heads + d.num_kv_heads) * d.head_dim
-                                 + 3 * d.hidden_size * d.intermediate_size)
-                 + (d.hidden_size + 1) * k * (cfg.num_vision_tokens_each_frame + 1))
+  k, layers = d.num_multi_token_pred, d.num_layers
+  qo = 2 * d.hidden_size * d.num_heads * d.head_dim  # q and o projections (weights)
+  kv = 2 * d.hidden_size * d.num_kv_heads * d.head_dim  # k and v projections
+  mlp = 3 * d.hidden_size * d.intermediate_size
+  heads = d.hidden_size * k * (v + 1) + d.hidden_size * k  # lm_head and task-loss head
+  attn = 4 * d.num_heads * d.head_dim  # FLOPs per (query, visible key) in one layer
+  kv_bytes = 2 * layers * d.num_kv_heads * d.head_dim * 4  # every layer's k and v of one key
+  weights = 4 * (layers * (qo + kv + mlp) + heads)
+
+  def block(fed: int, before: int) -> float:
+    """Feeding `fed` tokens after `before` visible keys; the last layer runs only the last
+    token's query, output and MLP (nobody reads the others), then the heads."""
+    full = fed * 2 * (qo + kv + mlp) + attn * (fed * before + fed * (fed + 1) / 2)
+    last = fed * 2 * kv + 2 * (qo + mlp) + attn * (before + fed)
+    return (layers - 1) * full + last + 2 * heads
+
   flops = reads = blocks = 0.0
-  history = 0
+  visible = pending = 0  # keys fed so far; the previous frame's last step, fed at this prefill
   for n in (int(b) for b in budgets):
     steps = -(-n // k)
-    # prefill: K + P tokens, causal over themselves, after the history
-    fed = k + p
-    flops += fed * per_token + attn * (fed * history + fed * (fed + 1) / 2)
-    reads += kv_bytes * history
-    blocks += 1
-    for s in range(1, steps):  # decode steps fed in-frame
-      visible = history + fed + s * k
-      flops += k * per_token + attn * k * visible
-      reads += kv_bytes * (visible - k)
+    for fed in [pending + p] + [k] * (steps - 1):
+      flops += block(fed, visible)
+      reads += kv_bytes * visible
       blocks += 1
-    history += p + n
+      visible += fed
+    pending = n - (steps - 1) * k
   return {"flops": batch * flops, "bytes": batch * reads + blocks * weights}
 
 

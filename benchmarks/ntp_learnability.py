@@ -10,9 +10,11 @@ the rule.
   python benchmarks/ntp_learnability.py --workdir runs/ntp_learnability            # ~9 min on 2 cores
   python benchmarks/ntp_learnability.py --workdir DIR --steps 200,1000 --clips 256 --json out.json
 
-Prints, per step count: the last logged NTP loss, the clip-blind floor (the mean entropy of
-each (frame, slot)'s label marginal: what a model that ignores the frames reaches), and on val
-clips the fraction of the rule's patches the model gazes (chance: 3 / vocabulary).
+Prints, per step count: the NTP loss (mean of the last 5 logged steps) next to the entropy of
+each (frame, slot)'s label marginal (about what a model that ignored the frames would reach),
+and on val clips the fraction of the rule's patches the model gazes, next to two baselines
+that ignore the frames: chance (3 / vocabulary) and the labels' 3 most frequent patches per
+frame. Each step count trains in a new folder under --workdir (an existing one is refused).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.cli import config_files
 from autogaze_jax.data import pipeline
 from autogaze_jax.models import decoding
+from autogaze_jax.train import metric_log
 from autogaze_jax.train.ntp import trainer
 from autogaze_jax.weights import gaze as gaze_weights
 
@@ -63,7 +66,7 @@ def write_labels(path: str, source, count: int, scales, vocab: int) -> np.ndarra
   return np.stack(all_ids)
 
 
-def blind_floor(ids: np.ndarray, vocab: int) -> float:
+def marginal_entropy(ids: np.ndarray, vocab: int) -> float:
   """Mean entropy (nats) of each (frame, slot)'s marginal over clips."""
   ents = []
   for t in range(ids.shape[1]):
@@ -71,6 +74,18 @@ def blind_floor(ids: np.ndarray, vocab: int) -> float:
       p = np.bincount(ids[:, t, j], minlength=vocab) / ids.shape[0]
       ents.append(-(p[p > 0] * np.log(p[p > 0])).sum())
   return float(np.mean(ents))
+
+
+def overlap(got: np.ndarray, want: np.ndarray) -> float:
+  """Mean fraction of `want`'s ids (..., PICKS) found in `got`'s, frame by frame."""
+  pairs = zip(got.reshape(-1, PICKS), want.reshape(-1, PICKS))
+  return float(np.mean([len(set(g) & set(w)) for g, w in pairs]) / PICKS)
+
+
+def most_frequent(ids: np.ndarray, vocab: int) -> np.ndarray:
+  """(T, PICKS): per frame, the PICKS ids the labels hold most often."""
+  counts = [np.bincount(ids[:, t].ravel(), minlength=vocab) for t in range(ids.shape[1])]
+  return np.stack([np.argsort(-c, kind="stable")[:PICKS] for c in counts])
 
 
 def agreement(model_dir: str, clips: np.ndarray, cfg) -> float:
@@ -82,10 +97,8 @@ def agreement(model_dir: str, clips: np.ndarray, cfg) -> float:
   with mesh_lib.use(mesh):
     ids, _ = decoding.generate(model, image_lib.normalize_on_device(jnp.asarray(clips)),
                                jnp.full((t,), PICKS, jnp.int32), jnp.zeros((len(clips), t)), None, 1.0, spec)
-  got = np.asarray(ids)[:, :, :PICKS]
   want = np.stack([rule_ids(c, cfg.gaze.scales, vocab) for c in clips])
-  hits = [len(set(g) & set(w)) for g, w in zip(got.reshape(-1, PICKS), want.reshape(-1, PICKS))]
-  return float(np.mean(hits) / PICKS)
+  return overlap(np.asarray(ids)[:, :, :PICKS], want)
 
 
 def main():
@@ -103,17 +116,25 @@ def main():
   source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
   train_ids = write_labels(labels, source, args.clips, cfg.gaze.scales, vocab)
   val = pipeline.eval_clips(pipeline.for_training(cfg), args.val_clips, cfg.seed)
+  val_rule = np.stack([rule_ids(c, cfg.gaze.scales, vocab) for c in val])
+  frequent = overlap(np.broadcast_to(most_frequent(train_ids, vocab), val_rule.shape), val_rule)
   rows = []
   for steps in (int(s) for s in args.steps.split(",")):
     run = config_files.load("configs/ntp.py:tiny")
+    # no reconstructor: the trainer's own evaluation (random weights, one clip) is not read
     config_files.apply_overrides(run, [f"--config.labels={labels}", f"--config.steps={steps}",
-                                       f"--config.eval.every={steps}", "--config.log_every=10"])
-    out = os.path.join(args.workdir, f"ntp_{steps}")
-    report = trainer.train(run, out, progress=False)
-    rows.append({"steps": steps, "ntp_loss_last": round(report["ntp_loss_last_logged"], 3),
-                 "clip_blind_floor": round(blind_floor(train_ids, vocab), 3),
+                                       f"--config.eval.every={steps}", "--config.eval.num_clips=1",
+                                       "--config.log_every=10"])
+    out = os.path.join(args.workdir, f"ntp_{steps}_clips{args.clips}")
+    if os.path.exists(out):
+      raise SystemExit(f"{out} exists (a finished run would be resumed, not retrained); remove it or "
+                       "choose another --workdir")
+    trainer.train(run, out, progress=False)
+    losses = [r["ntp_loss"] for r in metric_log.read(os.path.join(out, "metrics.jsonl")) if "ntp_loss" in r]
+    rows.append({"steps": steps, "ntp_loss_last5": round(float(np.mean(losses[-5:])), 3),
+                 "label_marginal_entropy": round(marginal_entropy(train_ids, vocab), 3),
                  "val_rule_agreement": round(agreement(os.path.join(out, "gaze_final"), val, run), 3),
-                 "chance_agreement": round(PICKS / vocab, 3)})
+                 "chance_agreement": round(PICKS / vocab, 3), "most_frequent_agreement": round(frequent, 3)})
     print(json.dumps(rows[-1]), flush=True)
   if args.json:
     with open(args.json, "w") as f:

@@ -166,15 +166,21 @@ def test_sampling_keys_and_top_k(tiny, tiny_video):
 
 
 @pytest.mark.parametrize("lockstep", [False, True])
-def test_bounded_cache_reads_give_the_same_gazes(tiny, tiny_video, monkeypatch, lockstep):
+def test_bounded_cache_reads_give_the_same_gazes(tiny_video, monkeypatch, lockstep):
   """Reading the cache only up to its filled extent (in blocks small enough that the tiny
   caches span several, the last one clamped) gazes exactly as the full masked read, with and
-  without the stop rule."""
+  without the stop rule. A fresh gazer, so nothing compiled earlier is reused, and the
+  blocked read is checked to be traced."""
   from autogaze_jax.models import layers
   monkeypatch.setattr(layers, "KV_BLOCK", 16)
+  traced = []
+  blocked = layers._blocked_cache
+  monkeypatch.setattr(layers, "_blocked_cache", lambda *a: traced.append(1) or blocked(*a))
+  tiny = make_tiny()
   budgets = vocab.budgets_from_ratio(0.6, 6, V)
   for eps in (None, np.full((3, 6), _eps(tiny, tiny_video), np.float32)):
     full = tiny.generate(tiny_video, budgets, eps, lockstep=lockstep, segments=2)
     bounded = tiny.generate(tiny_video, budgets, eps, lockstep=lockstep, segments=2, bounded_reads=True)
     for a, b in zip(full, bounded):
       np.testing.assert_array_equal(a, b)
+  assert traced, "the bounded read was never traced"

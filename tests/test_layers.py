@@ -78,7 +78,8 @@ def test_attention_row_without_visible_key_is_finite():
 
 def test_extent_bounded_cache_read_equals_naive_at_every_fill_level():
   """The blocked read (cache_extent) over caches filled to 0, 1, a block edge, a clamped
-  last block and full; grouped-query heads; queries in chunks; under jit with a traced extent."""
+  last block and full, reading nothing past the extent; grouped-query heads; queries in
+  chunks; under jit with a traced extent."""
   rng = np.random.default_rng(1)
   blk = layers.KV_BLOCK
   b, h, hk, t, d = 2, 4, 2, 10, 8
@@ -93,8 +94,11 @@ def test_extent_bounded_cache_read_equals_naive_at_every_fill_level():
   run = jax.jit(lambda e, ok, chunk: layers.attend(jnp.asarray(q), kn, vn, jnp.asarray(new_ok), kc, vc, ok,
                                                    query_chunk=chunk, cache_extent=e), static_argnums=2)
   for extent in (0, 1, blk - 1, blk, blk + 1, 2 * blk + 5, s):
-    cache_ok = (rng.random((b, s)) > 0.4) & (np.arange(s) < extent)[None]
-    ok = np.concatenate([np.broadcast_to(cache_ok[:, None], (b, t, s)), new_ok[:, None] & causal[None]], -1)
+    # Slots past the extent are marked visible in the input: a read that went past it would
+    # count them; the reference masks them out.
+    cache_ok = (rng.random((b, s)) > 0.4) | (np.arange(s) >= extent)[None]
+    seen = cache_ok & (np.arange(s) < extent)[None]
+    ok = np.concatenate([np.broadcast_to(seen[:, None], (b, t, s)), new_ok[:, None] & causal[None]], -1)
     want = _naive_attention(q, rep(np.concatenate([kc, kn], 2)), rep(np.concatenate([vc, vn], 2)), ok)
     for chunk in (104, 4):
       got = run(jnp.int32(extent), jnp.asarray(cache_ok), chunk)

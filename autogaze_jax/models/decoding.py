@@ -38,7 +38,7 @@ class DecodeSpec:
   segments: int = 4  # whole clip: frames run in this many scans with growing caches
   # read the cache only up to the slot being written, in blocks (layers.KV_BLOCK); streaming
   # windows wrap their cache, so they always read all of it. Off by default: on the 2-core
-  # CPU it is 4-22 % slower than the masked full read (benchmarks/gaze_speed.py, docs/results.md)
+  # CPU it was slower than the masked full read (benchmarks/gaze_speed.py, docs/results.md)
   bounded_reads: bool = False
 
 

@@ -83,11 +83,12 @@ def _prefix_chunk(qc_bchd, qpos_c, k_bhsd, v_bhsd, ok_bs, scale):
 KV_BLOCK = 512  # cache slots per block of the extent-bounded read (`_blocked_cache`)
 
 
-def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent):
+def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent, rep):
   """Softmax over [cache[:extent] | block], reading the cache in KV_BLOCK-slot blocks with an
   online (running max) softmax and a trip count of ceil(extent / KV_BLOCK): the empty slots
   past `extent` are never touched. qh (B, H, Q, d) scaled queries; s_new (B, H, Q, T) the
-  block's masked scores. Returns (B, Q, H, d). Forward only (a dynamic trip count)."""
+  block's masked scores; cache_k/cache_v (B, H_kv, S, d), each read block repeated to the
+  query heads by `rep`. Returns (B, Q, H, d). Forward only (a dynamic trip count)."""
   size = cache_k.shape[2]
   m = s_new.max(-1)
   e = jnp.exp(s_new - m[..., None])
@@ -98,8 +99,8 @@ def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent):
     lo = jnp.minimum(i * KV_BLOCK, size - KV_BLOCK)  # the last block is clamped inside the cache
     idx = lo + jnp.arange(KV_BLOCK)
     keep = jax.lax.dynamic_slice_in_dim(cache_ok_bs, lo, KV_BLOCK, axis=1) & (idx >= i * KV_BLOCK) & (idx < extent)
-    kb = jax.lax.dynamic_slice_in_dim(cache_k, lo, KV_BLOCK, axis=2)
-    vb = jax.lax.dynamic_slice_in_dim(cache_v, lo, KV_BLOCK, axis=2)
+    kb = rep(jax.lax.dynamic_slice_in_dim(cache_k, lo, KV_BLOCK, axis=2))
+    vb = rep(jax.lax.dynamic_slice_in_dim(cache_v, lo, KV_BLOCK, axis=2))
     sb = jnp.einsum("bhqd,bhsd->bhqs", qh, kb).astype(jnp.float32)
     sb = jnp.where(keep[:, None, None], sb, _NEG)
     m_new = jnp.maximum(m, sb.max(-1))
@@ -128,7 +129,11 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
   t = new_k.shape[2]
   groups = h // new_k.shape[1]
   rep = (lambda x: jnp.repeat(x, groups, axis=1)) if groups > 1 else (lambda x: x)
-  new_k, new_v, cache_k, cache_v = map(rep, (new_k, new_v, cache_k, cache_v))
+  bounded = cache_extent is not None and cache_k.shape[2] > KV_BLOCK
+  raw_cache = (cache_k, cache_v)  # the bounded read repeats its blocks, not the whole cache
+  new_k, new_v = rep(new_k), rep(new_v)
+  if not bounded:
+    cache_k, cache_v = rep(cache_k), rep(cache_v)
   scale = 1.0 / math.sqrt(d)
   has_cache = cache_k.shape[2] > 0
 
@@ -139,8 +144,8 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
     if not has_cache:
       p = jax.nn.softmax(s, axis=-1).astype(new_v.dtype)
       return jnp.einsum("bhqs,bhsd->bqhd", p, new_v)
-    if cache_extent is not None and cache_k.shape[2] > KV_BLOCK:
-      return _blocked_cache(qh, s, new_v, cache_k, cache_v, cache_ok_bs, cache_extent)
+    if bounded:
+      return _blocked_cache(qh, s, new_v, *raw_cache, cache_ok_bs, cache_extent, rep)
     # Two-part softmax over [cache | block] without concatenating the scores.
     sc = jnp.einsum("bhqd,bhsd->bhqs", qh, cache_k).astype(jnp.float32)
     sc = jnp.where(cache_ok_bs[:, None, None], sc, _NEG)
