@@ -12,12 +12,14 @@ measured / floor.
 
   python benchmarks/gaze_speed.py                          # batches 1,4,16; ratios 0.75,0.1
   python benchmarks/gaze_speed.py --batches 1 --ratios 0.1 --reads full --json out.json
+  python benchmarks/gaze_speed.py --batches 1 --ratios 0.75 --profile runs/gaze_trace   # + XProf traces
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -38,6 +40,8 @@ def main(argv=None):
   ap.add_argument("--reads", default="full,bounded", help="cache-read modes: full, bounded")
   ap.add_argument("--lockstep", action="store_true")
   ap.add_argument("--json", help="also write the results here")
+  ap.add_argument("--profile", default="", help="DIR: one more call of each row and mode under an XProf "
+                  "trace (jax.profiler), written to DIR/ratio<r>_batch<b>_<mode>")
   args = ap.parse_args(argv)
   modes = [m.strip() for m in args.reads.split(",")]
   unknown = [m for m in modes if m not in READS]
@@ -69,6 +73,10 @@ def main(argv=None):
           t0 = time.perf_counter()
           run()
           times[m].append(time.perf_counter() - t0)
+      if args.profile:
+        for m, run in runs.items():
+          with jax.profiler.trace(os.path.join(args.profile, f"ratio{ratio}_batch{batch}_{m}")):
+            run()
       base = min(times[modes[0]])
       floor = decode_floor.clip_floor(gazer.model, gazer.config, budgets, batch, probe)
       for m in modes:
