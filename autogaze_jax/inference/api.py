@@ -22,7 +22,7 @@ from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.inference import outputs
-from autogaze_jax.models import decoding, gaze_config, scoring
+from autogaze_jax.models import decoding, gaze_config, precision, scoring
 from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.weights import gaze as gaze_weights
 
@@ -89,6 +89,14 @@ class AutoGaze:
     other = AutoGaze(self.config, model, self.mesh)
     other._compiled = self._compiled
     return other
+
+  def with_precision(self, dtype: str) -> AutoGaze:
+    """The same model with its parameters, activations and KV cache in `dtype` ("bfloat16"
+    for accelerators; the heads, softmax and norm statistics stay float32:
+    `models/precision.py`). "float32" (the default of every gazer) is exact to the official
+    code; bfloat16 gazes agree with it mostly, not exactly (benchmarks/bf16_agreement.py)."""
+    with mesh_lib.use(self.mesh):
+      return AutoGaze(self.config, precision.cast(self.model, dtype), self.mesh)
 
   def save(self, path: str) -> None:
     """Writes an Orbax checkpoint that `from_pretrained` reads back."""

@@ -172,7 +172,8 @@ def _prefill(model: GazeModel, state: DecodeState, tokens_bpd, spec: DecodeSpec)
   n_before = state.num_visible - pend_vis.sum(-1)
   pend_pos = n_before[:, None] + jnp.cumsum(pend_vis, -1) - 1
   vis_pos = state.num_visible[:, None] + jnp.arange(p, dtype=jnp.int32)[None]
-  x = jnp.concatenate([dec.embed_tokens(pend_ids), tokens_bpd.astype(jnp.float32)], 1)
+  pend = dec.embed_tokens(pend_ids)
+  x = jnp.concatenate([pend, tokens_bpd.astype(pend.dtype)], 1)
   new_ok = jnp.concatenate([pend_vis, jnp.ones((b, p), bool)], 1)
   h, kv = dec.trunk(
     x, jnp.concatenate([pend_pos, vis_pos], 1), new_ok, state.kv, base + g, key_ok,

@@ -144,7 +144,7 @@ class GazeModel(nnx.Module):
     """
     b, t = video_bt3hw.shape[:2]
     x = image_lib.resize_bicubic(video_bt3hw, (self.img_size, self.img_size))
-    x = jnp.transpose(x, (0, 1, 3, 4, 2))
+    x = jnp.transpose(x, (0, 1, 3, 4, 2)).astype(self.pos_embed[...].dtype)  # bf16 models compute in bf16
     x = mesh_lib.constrain(x, ("batch", None, None, None, None))
     feats, conv_cache = self.vision_model(x, conv_cache)
     feats = feats.reshape(b, t, -1, feats.shape[-1]) + self.pos_embed[...]
