@@ -97,10 +97,11 @@ def probes() -> dict:
   return {"read_gb_s": read_bandwidth() / 1e9, "matmul_gflop_s": matmul_rate() / 1e9}
 
 
-def clip_floor(model, cfg, budgets, batch: int, probe: dict) -> dict:
-  """Floor of one generate call of `batch` clips with per-frame `budgets`, in seconds."""
+def clip_floor(cfg, budgets, batch: int, probe: dict, encoder_flops: float) -> dict:
+  """Floor of one generate call of `batch` clips with per-frame `budgets`, in seconds;
+  `encoder_flops`: `vision_flops` of one clip of that length (the same for every row)."""
   work = decoder_work(cfg, budgets, batch)
-  work["flops"] += batch * vision_flops(model, len(budgets), cfg.input_img_size)
+  work["flops"] += batch * encoder_flops
   out = floor_seconds(work, probe["read_gb_s"] * 1e9, probe["matmul_gflop_s"] * 1e9)
   return {**out, "gflop": work["flops"] / 1e9, "gbytes": work["bytes"] / 1e9}
 

@@ -53,6 +53,7 @@ def main(argv=None):
 
   gazer = AutoGaze.from_config(seed=0, mesh=mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1]))
   probe = decode_floor.probes()
+  encoder_flops = decode_floor.vision_flops(gazer.model, args.frames, gazer.config.input_img_size)
   print(f"probes: read {probe['read_gb_s']:.1f} GB/s, matmul {probe['matmul_gflop_s']:.0f} GFLOP/s", flush=True)
   rows = []
   for ratio in [float(r) for r in args.ratios.split(",")]:
@@ -78,7 +79,7 @@ def main(argv=None):
           with jax.profiler.trace(os.path.join(args.profile, f"ratio{ratio}_batch{batch}_{m}")):
             run()
       base = min(times[modes[0]])
-      floor = decode_floor.clip_floor(gazer.model, gazer.config, budgets, batch, probe)
+      floor = decode_floor.clip_floor(gazer.config, budgets, batch, probe, encoder_flops)
       for m in modes:
         best = min(times[m])
         rows.append(dict(gazing_ratio=ratio, batch=batch, reads=m, compile_s=round(first[m] - best, 2),
