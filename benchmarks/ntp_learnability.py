@@ -88,16 +88,16 @@ def most_frequent(ids: np.ndarray, vocab: int) -> np.ndarray:
   return np.stack([np.argsort(-c, kind="stable")[:PICKS] for c in counts])
 
 
-def agreement(model_dir: str, clips: np.ndarray, cfg) -> float:
-  """Fraction of the rule's patches among the model's PICKS greedy gazes per frame, on `clips`."""
+def agreement(model_dir: str, clips: np.ndarray, want: np.ndarray, cfg) -> float:
+  """Fraction of the rule's patches `want` (N, T, PICKS) among the model's PICKS greedy gazes
+  per frame, on `clips`."""
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
   _, model = gaze_weights.load_gaze(model_dir, mesh)
-  vocab, k, t = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred, cfg.clip_len
+  k, t = cfg.gaze.decoder.num_multi_token_pred, cfg.clip_len
   spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(PICKS, k))
   with mesh_lib.use(mesh):
     ids, _ = decoding.generate(model, image_lib.normalize_on_device(jnp.asarray(clips)),
                                jnp.full((t,), PICKS, jnp.int32), jnp.zeros((len(clips), t)), None, 1.0, spec)
-  want = np.stack([rule_ids(c, cfg.gaze.scales, vocab) for c in clips])
   return overlap(np.asarray(ids)[:, :, :PICKS], want)
 
 
@@ -133,7 +133,7 @@ def main():
     losses = [r["ntp_loss"] for r in metric_log.read(os.path.join(out, "metrics.jsonl")) if "ntp_loss" in r]
     rows.append({"steps": steps, "ntp_loss_last5": round(float(np.mean(losses[-5:])), 3),
                  "label_marginal_entropy": round(marginal_entropy(train_ids, vocab), 3),
-                 "val_rule_agreement": round(agreement(os.path.join(out, "gaze_final"), val, run), 3),
+                 "val_rule_agreement": round(agreement(os.path.join(out, "gaze_final"), val, val_rule, run), 3),
                  "chance_agreement": round(PICKS / vocab, 3), "most_frequent_agreement": round(frequent, 3)})
     print(json.dumps(rows[-1]), flush=True)
   if args.json:
