@@ -33,7 +33,7 @@ def eval_ratios(arg: str) -> tuple:
 
 def gaze_stage(stage: str, arg: str) -> ml_collections.ConfigDict:
   """stage, seed, gaze (tiny: K=3; else the released architecture), oracle (tiny: the
-  configs/recon.py:tiny model, scales 32+64; official: large), clip_len, image_size and data (generated clips by default; tiny: the sparse scenes the
+  configs/recon.py:tiny model, scales 32+64; official: large), clip_len, image_size and data (generated clips by default; tiny: the cell scenes the
   tiny reconstructor is trained on)."""
   pick = picker(stage, arg)
   c = ml_collections.ConfigDict()
@@ -49,7 +49,7 @@ def gaze_stage(stage: str, arg: str) -> ml_collections.ConfigDict:
   # --config.data.source=folder|tfds --config.data.root=DIR.
   c.data = data_config.data_config()
   c.data.clip_len, c.data.image_size = c.get_ref("clip_len"), c.get_ref("image_size")
-  c.data.synthetic_style = pick("sparse", "rich", "rich")
+  c.data.synthetic_style = pick("cells", "rich", "rich")
   return c
 
 

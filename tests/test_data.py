@@ -86,6 +86,24 @@ def test_synthetic_source_is_deterministic_and_splits_are_disjoint():
   assert not np.array_equal(a.load(3), val.load(3)) and a.key(3) != val.key(3)
 
 
+def test_cells_clips_are_uniform_per_finest_patch_and_mostly_static():
+  from autogaze_jax.data import synthetic
+
+  changed, cuts = [], 0
+  for seed in range(40):
+    clip = synthetic.make_clip(8, 64, seed=seed, style="cells")
+    assert clip.shape == (8, 64, 64, 3) and clip.dtype == np.uint8
+    cells = clip.reshape(8, 4, 16, 4, 16, 3)
+    assert (cells == cells[:, :, :1, :, :1]).all()  # every 16-px patch holds one colour
+    moved = (cells[1:, :, 0, :, 0] != cells[:-1, :, 0, :, 0]).any(-1).sum((1, 2))  # cells changed per frame
+    changed += moved.tolist()
+    cuts += int(moved.max() >= 12)
+  assert np.mean(changed) < 4 and np.median(changed) <= 2  # most of the 16 cells repeat the previous frame
+  assert max(changed) > 0 and 0 < cuts < 40  # objects move, some clips cut or pan
+  with pytest.raises(ValueError, match="multiple of an even grid"):
+    synthetic.make_clip(4, 62, seed=0, style="cells")
+
+
 def test_train_dev_and_test_splits_share_no_clip_and_held_out_clips_never_come_from_train(monkeypatch):
   seeds = {}
   monkeypatch.setattr(sources.synthetic, "make_clip", lambda t, size, seed, style: seeds.setdefault(split, set()).add(seed))

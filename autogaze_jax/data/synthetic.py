@@ -76,16 +76,79 @@ def _render(world, objects, pan, zoom, t: int, size: int) -> np.ndarray:
   return frame
 
 
-STYLES = ("rich", "sparse")
+def _cells_scene(rng, grid: int):
+  """A 'cells' scene on a grid x grid lattice: (block colours (2, 2, 3), objects). The
+  background is four uniform blocks (each grid/2 cells wide); an object is one uniform colour
+  on 1x1 to 2x2 cells, with a cell position, a step direction and a period (frames per step;
+  0: it stays)."""
+  blocks = rng.uniform(0.15, 0.85, (2, 2, 3))
+  objects = []
+  for _ in range(int(rng.integers(1, 4))):
+    h, w = (1, 1) if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(1, 3, 2))
+    pos = rng.integers(0, grid - 1, 2).astype(int)
+    step = rng.choice([-1, 0, 1], 2)
+    if not step.any():
+      step[int(rng.integers(0, 2))] = 1
+    period = int(rng.choice([0, 1, 2, 3]))
+    colour = rng.uniform(0, 1, 3)
+    colour[int(rng.integers(0, 3))] = float(rng.choice([0.0, 1.0]))  # saturated: unlike the blocks
+    objects.append(dict(size=(h, w), pos=pos, step=step, period=period, colour=colour))
+  return blocks, objects
+
+
+def _cells_frame(blocks, objects, t: int, shift: int, grid: int, size: int) -> np.ndarray:
+  cell = size // grid
+  cells = np.repeat(np.repeat(blocks, grid // 2, 0), grid // 2, 1)  # (grid, grid, 3)
+  cells = np.roll(cells, shift, axis=1)  # the camera panned by `shift` cells
+  for o in objects:
+    pos = o["pos"].copy()
+    if o["period"]:
+      for _ in range(t // o["period"]):  # one cell per period, bouncing off the edges
+        nxt = pos + o["step"]
+        bad = (nxt < 0) | (nxt + np.array(o["size"]) > grid)
+        o_step = np.where(bad, -o["step"], o["step"])
+        pos = pos + o_step
+        o["step"] = o_step
+    h, w = o["size"]
+    cells[pos[0] : pos[0] + h, pos[1] : pos[1] + w] = o["colour"]
+  frame = np.repeat(np.repeat(cells, cell, 0), cell, 1)
+  return (frame * 255).astype(np.uint8)
+
+
+def _cells_clip(rng, num_frames: int, size: int, grid: int = 4) -> np.ndarray:
+  """Every cell one colour and aligned with the finest patch grid (grid x grid): what a
+  patch holds is its mean, so which patches are seen, and when, is all that matters."""
+  if size % grid or grid % 2:
+    raise ValueError(f"synthetic cells: size {size} must be a multiple of an even grid ({grid})")
+  scenes = [_cells_scene(rng, grid)]
+  cut = num_frames
+  if num_frames > 4 and rng.random() < 0.3:
+    cut = int(rng.integers(2, num_frames - 1))
+    scenes.append(_cells_scene(rng, grid))
+  pan_at = int(rng.integers(1, num_frames)) if num_frames > 1 and rng.random() < 0.2 else num_frames
+  frames = []
+  for t in range(num_frames):
+    blocks, objects = scenes[0] if t < cut else scenes[1]
+    local = t if t < cut else t - cut
+    objs = [dict(o, pos=o["pos"].copy(), step=o["step"].copy()) for o in objects]
+    frames.append(_cells_frame(blocks, objs, local, 1 if t >= pan_at else 0, grid, size))
+  return np.stack(frames)
+
+
+STYLES = ("rich", "sparse", "cells")
 
 
 def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0, style: str = "rich") -> np.ndarray:
   """uint8 (T, size, size, 3). style "sparse": a static camera on a smooth, noise-free world
-  with a few large moving objects as the only detail (where gazing matters most; used by the
-  CPU-sized training runs)."""
+  with a few large moving objects as the only detail. style "cells": a 4x4 lattice of uniform
+  cells (four background blocks, objects of 1-4 cells stepping one cell at a time, a camera
+  pan of one cell in a fifth of the clips, a cut in ~30 %), aligned with the finest patches
+  of a 64-px frame at patch 16 (used by the CPU-sized training runs)."""
   if style not in STYLES:
     raise ValueError(f"synthetic style: {style!r} is not one of {', '.join(STYLES)}")
   rng = np.random.default_rng(seed)
+  if style == "cells":
+    return _cells_clip(rng, num_frames, size)
   sparse = style == "sparse"
   scenes = [(_world(rng, 2 * size, sparse), _objects(rng, size, sparse), *_camera(rng, sparse))]
   cut = num_frames
