@@ -11,12 +11,14 @@ place. The digest covers every parameter's path, dtype, shape and bytes, in path
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -111,7 +113,16 @@ class _IteratorSnapshot:
 class TrainCheckpoints:
   """Orbax CheckpointManager for training state (item `state`) and, when given, the Grain
   data iterator's position (item `data`, one JSON file per process): keep-last-N, interval
-  saves, preemption saves, resume from the latest step. All processes must call save/restore."""
+  saves, preemption saves, resume from the latest step. All processes must call save/restore.
+
+  With `async_save` (the default) a save costs the training loop one device-side copy of the
+  state and a snapshot of the iterator's position: Orbax's own save, whose blocking part is
+  per-leaf Python work (about 0.1-0.9 s for a few hundred leaves on a loaded 2-core CPU), runs
+  on a background thread, one save at a time, while the loop dispatches the next steps. The
+  copy is what makes this safe against the next step donating the state's buffers; it costs
+  one extra state's memory while a save is in flight. A failed background save is raised at
+  the next call. Without it, everything happens in `save` (ckpt info, tests).
+  """
 
   def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):
     policies = ocp.checkpoint_managers
@@ -125,22 +136,48 @@ class TrainCheckpoints:
         preservation_policy=policies.LatestN(keep),
       ),
     )
+    self._saver = concurrent.futures.ThreadPoolExecutor(1, "checkpoint") if async_save else None
+    self._pending = None
+    self.last_requested = self.mngr.latest_step()
+
+  def wait(self) -> None:
+    """Blocks until the background save (if any) has been handed to Orbax; re-raises its error."""
+    pending, self._pending = self._pending, None
+    if pending is not None:
+      pending.result()
 
   def latest_step(self):
+    self.wait()
     return self.mngr.latest_step()
 
   def state_dir(self, step: int) -> str:
     return os.path.join(str(self.mngr.directory), str(step), "state")
 
   def save(self, step: int, state, force: bool = False, data_iterator=None) -> bool:
+    """Saves at interval and preemption steps (or when `force`); True when it did."""
+    if not force and not self.mngr.should_save(step):
+      return False
+    snapshot = None if data_iterator is None else _IteratorSnapshot(data_iterator)
+    if self._saver is None:
+      saved = self._save_now(step, state, snapshot, force)
+    else:
+      self.wait()
+      self._pending = self._saver.submit(self._save_now, step, _copy_on_device(state), snapshot, force)
+      saved = True
+    if saved:
+      self.last_requested = step
+    return saved
+
+  def _save_now(self, step: int, state, snapshot, force: bool) -> bool:
     items = {"state": ocp.args.StandardSave(state)}
-    if data_iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iterator))
+    if snapshot is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(snapshot)
     return self.mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
   def restore(self, step: int, abstract_state, data_iterator=None):
     """The state; `data_iterator` (if given) is moved to where it was at the save, also when
     the checkpoint was written by another number of processes (see `_rescaled_data_state`)."""
+    self.wait()
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       if "data" not in self.mngr.item_metadata(step):
@@ -163,8 +200,25 @@ class TrainCheckpoints:
     return self.mngr.reached_preemption(step)
 
   def close(self) -> None:
-    self.mngr.wait_until_finished()
-    self.mngr.close()
+    try:
+      self.wait()
+    finally:
+      if self._saver is not None:
+        self._saver.shutdown(wait=True)
+      self.mngr.wait_until_finished()
+      self.mngr.close()
+
+
+def _copy_leaf(x):
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(jnp.copy(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+  return jnp.copy(x)
+
+
+@jax.jit
+def _copy_on_device(tree):
+  """A copy of every array (new buffers, same devices and shardings), dispatched asynchronously."""
+  return jax.tree.map(_copy_leaf, tree)
 
 
 def digest(tree) -> str:

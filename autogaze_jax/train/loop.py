@@ -164,7 +164,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         flags = None
         t_synced = time.perf_counter()
         clock.window(done - window_from, t_synced - window_start, first=window_from == start)
-        check_finite({**m, **since}, done, ckpt.latest_step())  # before anything non-finite is saved
+        check_finite({**m, **since}, done, ckpt.last_requested)  # before anything non-finite is saved
       if log_now:
         now = time.perf_counter()
         rate = (done - n_last) / max(now - t_last, 1e-9)
