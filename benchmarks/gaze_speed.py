@@ -13,6 +13,11 @@ measured / floor.
   python benchmarks/gaze_speed.py                          # batches 1,4,16; ratios 0.75,0.1
   python benchmarks/gaze_speed.py --batches 1 --ratios 0.1 --reads full --json out.json
   python benchmarks/gaze_speed.py --batches 1 --ratios 0.75 --profile runs/gaze_trace   # + XProf traces
+  python benchmarks/gaze_speed.py --batches 1 --ratios 0.1 --settings stream  # main rows + one special row
+
+Then the special rows (benchmarks/gaze_speed_settings.py, `--settings`, default all; "" for none):
+the paper's Table 4 setting (10 frames, 26 gazes per frame) against its floor, streaming
+per-frame latency p50/p99 against the whole-clip time per frame, one 4K `gaze-video` chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import platform
 import time
 
 import decode_floor  # benchmarks/decode_floor.py, beside this script
+import gaze_speed_settings  # benchmarks/gaze_speed_settings.py
 import jax
 import numpy as np
 
@@ -42,7 +48,13 @@ def main(argv=None):
   ap.add_argument("--json", help="also write the results here")
   ap.add_argument("--profile", default="", help="DIR: one more call of each row and mode under an XProf "
                   "trace (jax.profiler), written to DIR/ratio<r>_batch<b>_<mode>")
+  ap.add_argument("--settings", default=",".join(gaze_speed_settings.SETTINGS),
+                  help="special rows: table4, stream, 4k (comma-separated; empty for none)")
   args = ap.parse_args(argv)
+  settings = [n.strip() for n in args.settings.split(",") if n.strip()]
+  bad = [n for n in settings if n not in gaze_speed_settings.SETTINGS]
+  if bad:
+    ap.error(f"--settings: unknown {', '.join(bad)}; choose from {', '.join(gaze_speed_settings.SETTINGS)}")
   modes = [m.strip() for m in args.reads.split(",")]
   unknown = [m for m in modes if m not in READS]
   if unknown:
@@ -56,8 +68,8 @@ def main(argv=None):
   encoder_flops = decode_floor.vision_flops(gazer.model, args.frames, gazer.config.input_img_size)
   print(f"probes: read {probe['read_gb_s']:.1f} GB/s, matmul {probe['matmul_gflop_s']:.0f} GFLOP/s", flush=True)
   rows = []
-  for ratio in [float(r) for r in args.ratios.split(",")]:
-    for batch in [int(b) for b in args.batches.split(",")]:
+  for ratio in [float(r) for r in args.ratios.split(",") if r.strip()]:
+    for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
       rng = np.random.default_rng(0)
       video = rng.normal(size=(batch, args.frames, 3, 224, 224)).astype(np.float32)
       budgets = vocab.budgets_from_ratio(ratio, args.frames, 265)
@@ -97,13 +109,15 @@ def main(argv=None):
               f"x{r['time_over_first_mode']:.3f} of {modes[0]} | same gazes {r['same_gazes_as_first_mode']} | "
               f"floor {r['floor_ms_per_clip']:.1f} ms ({r['bound']}) | x{r['over_floor']:.2f} of floor",
               flush=True)
+  special = gaze_speed_settings.run(settings, gazer, probe, args.repeats)
   meta = dict(device=str(jax.devices()[0].device_kind), backend=jax.default_backend(),
               cpu=platform.processor() or platform.machine(), jax=jax.__version__,
               frames=args.frames, k=10, generate_only=True, probes=probe)
-  print(json.dumps({"meta": meta, "results": rows}, indent=1))
+  result = {"meta": meta, "results": rows, "settings": special}
+  print(json.dumps(result, indent=1))
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"meta": meta, "results": rows}, f, indent=1)
+      json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

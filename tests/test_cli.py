@@ -27,6 +27,16 @@ def test_gaze_video_file_writes_outputs_and_picture(capsys, tmp_path, parity_dir
   assert "log_action_probs" in data and (tmp_path / "g.png").stat().st_size > 1000
 
 
+def test_gaze_profile_traces_a_compiled_call(capsys, tmp_path, parity_dir):
+  mp4 = parity_dir.parent / "example_input.mp4"
+  rc, out, err = _run(capsys, "gaze", "--config", TINY, "--video", mp4, "--gazing-ratio", "0.5",
+                      "--num-frames", 2, "--generate-only", "--profile", tmp_path / "trace")
+  assert rc == 0, err
+  assert "compiled; XProf trace in" in out
+  traces = list((tmp_path / "trace").rglob("*.xplane.pb"))
+  assert traces and traces[0].stat().st_size > 0
+
+
 def test_convert_then_gaze_npz_matches_official(capsys, tmp_path, official_dir, parity_dir):
   rc, _, err = _run(capsys, "convert", "--from", official_dir, "--out", tmp_path / "ck")
   assert rc == 0, err

@@ -8,6 +8,7 @@ line `error: ...` on stderr and exit status 2; nothing already written is remove
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -107,15 +108,27 @@ def cmd_gaze(args) -> None:
 
   model = _load_model(args)
   video, raw = _load_video(args.video, args.num_frames, args.start)
-  t0 = time.perf_counter()
-  out = model.gaze(
-    video, gazing_ratio=_parse_ratio(args.gazing_ratio),
+  call = functools.partial(
+    model.gaze, video, gazing_ratio=_parse_ratio(args.gazing_ratio),
     task_loss_requirement=args.task_loss_requirement, lockstep=args.lockstep,
     generate_only=args.generate_only,
   )
-  dt = time.perf_counter() - t0
+  timed = "incl. compile"
+  if args.profile:  # compile first, then trace one compiled call
+    import jax
+
+    call()
+    with jax.profiler.trace(args.profile):
+      t0 = time.perf_counter()
+      out = call()
+      dt = time.perf_counter() - t0
+    timed = f"compiled; XProf trace in {args.profile}"
+  else:
+    t0 = time.perf_counter()
+    out = call()
+    dt = time.perf_counter() - t0
   real = out["num_real_gazing_each_frame"][0]
-  print(f"gazed {video.shape[1]} frames in {dt:.2f} s (incl. compile): {int(real.sum())} gazes, "
+  print(f"gazed {video.shape[1]} frames in {dt:.2f} s ({timed}): {int(real.sum())} gazes, "
         f"{real.mean() / model.config.num_vision_tokens_each_frame:.1%} of patches; per frame {real.tolist()}")
   if args.out:
     save = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
@@ -331,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--generate-only", action="store_true", help="skip the teacher-forced log-probs")
   g.add_argument("--out", help="write the outputs to this .npz")
   g.add_argument("--viz", help="write a picture of the gazes to this .png")
+  g.add_argument("--profile", metavar="DIR", help="gaze once to compile, then write an XProf trace "
+                 "(jax.profiler) of a second, compiled call to DIR")
   distributed.add_flags(g)
   g.set_defaults(func=cmd_gaze)
 
