@@ -115,13 +115,15 @@ class TrainCheckpoints:
   data iterator's position (item `data`, one JSON file per process): keep-last-N, interval
   saves, preemption saves, resume from the latest step. All processes must call save/restore.
 
-  With `async_save` (the default) a save costs the training loop one device-side copy of the
-  state and a snapshot of the iterator's position: Orbax's own save, whose blocking part is
-  per-leaf Python work (about 0.1-0.9 s for a few hundred leaves on a loaded 2-core CPU), runs
-  on a background thread, one save at a time, while the loop dispatches the next steps. The
-  copy is what makes this safe against the next step donating the state's buffers; it costs
-  one extra state's memory while a save is in flight. A failed background save is raised at
-  the next call. Without it, everything happens in `save` (ckpt info, tests).
+  With `async_save` (the default) in a single-process run, a save costs the training loop one
+  device-side copy of the state and a snapshot of the iterator's position: Orbax's own save,
+  whose blocking part is per-leaf Python work (about 0.1-0.9 s for a few hundred leaves on a
+  loaded 2-core CPU), runs on a background thread, one save at a time, while the loop
+  dispatches the next steps. The copy is what makes this safe against the next step donating
+  the state's buffers; it costs one extra state's memory while a save is in flight. A failed
+  background save is raised by the first should_save, save, latest_step, restore or close
+  after it failed. Without `async_save`, everything happens in
+  `save` (ckpt info, tests).
   """
 
   def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):
@@ -136,7 +138,13 @@ class TrainCheckpoints:
         preservation_policy=policies.LatestN(keep),
       ),
     )
-    self._saver = concurrent.futures.ThreadPoolExecutor(1, "checkpoint") if async_save else None
+    # One process only: with several, Orbax's save runs barriers that are device collectives
+    # (multihost_utils.sync_global_devices), which must be issued in program order from the
+    # thread that runs the steps, and under jax.distributed even one process has a preemption
+    # sync point that a save on another thread would move; there the save stays on the caller
+    # (Orbax's own async save).
+    background = async_save and jax.process_count() == 1 and not jax.distributed.is_initialized()
+    self._saver = concurrent.futures.ThreadPoolExecutor(1, "checkpoint") if background else None
     self._pending = None
     self.last_requested = self.mngr.latest_step()
 
@@ -154,7 +162,8 @@ class TrainCheckpoints:
     return os.path.join(str(self.mngr.directory), str(step), "state")
 
   def save(self, step: int, state, force: bool = False, data_iterator=None) -> bool:
-    """Saves at interval and preemption steps (or when `force`); True when it did."""
+    """Saves at interval and preemption steps (or when `force`); True when it saved or handed
+    the save to the background thread."""
     if not force and not self.mngr.should_save(step):
       return False
     snapshot = None if data_iterator is None else _IteratorSnapshot(data_iterator)
@@ -162,7 +171,8 @@ class TrainCheckpoints:
       saved = self._save_now(step, state, snapshot, force)
     else:
       self.wait()
-      self._pending = self._saver.submit(self._save_now, step, _copy_on_device(state), snapshot, force)
+      # force: the decision is made here; the worker must not re-ask the preemption sync point
+      self._pending = self._saver.submit(self._save_now, step, _copy_on_device(state), snapshot, True)
       saved = True
     if saved:
       self.last_requested = step
@@ -194,6 +204,8 @@ class TrainCheckpoints:
       raise ValueError(f"checkpoint: step {step} in {self.mngr.directory} does not match the config: {e}") from None
 
   def should_save(self, step: int) -> bool:
+    if self._pending is not None and self._pending.done():
+      self.wait()  # a failed background save surfaces here, at the next step
     return self.mngr.should_save(step)
 
   def reached_preemption(self, step: int) -> bool:

@@ -51,6 +51,8 @@ def main(argv=None):
   ap.add_argument("--settings", default=",".join(gaze_speed_settings.SETTINGS),
                   help="special rows: table4, stream, 4k (comma-separated; empty for none)")
   args = ap.parse_args(argv)
+  if args.repeats < 1:
+    ap.error(f"--repeats: need >= 1, got {args.repeats}")
   settings = [n.strip() for n in args.settings.split(",") if n.strip()]
   bad = [n for n in settings if n not in gaze_speed_settings.SETTINGS]
   if bad:

@@ -55,7 +55,7 @@ def get_config(arg: str = "tiny"):
   # which budget-only greedy gazes reach loss <= eps, and the official stop-rule
   # validation (greedy, cap int(cap_ratio * V), stop at eps; the paper reports eps = 0.7).
   c.eval = ml_collections.ConfigDict(dict(
-    every=pick(25, 50, 1000), num_clips=pick(16, 2, 16), eps=pick(0.51, 0.9, 0.7), cap_ratio=0.75,
+    every=pick(25, 50, 1000), num_clips=pick(16, 2, 16), eps=pick(0.4, 0.9, 0.7), cap_ratio=0.75,
     ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.optimizer = ml_collections.ConfigDict(dict(

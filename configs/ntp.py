@@ -73,10 +73,10 @@ def get_config(arg: str = "tiny"):
   # reaches eps: the search costs a reconstruction per candidate).
   c.eval = ml_collections.ConfigDict(dict(
     every=pick(250, 200, 3000), num_clips=pick(16, 2, 16), test_clips=pick(32, 4, 64), oracle_max_ratio=0.3,
-    # tiny eps, chosen on dev (val) only: the greedy oracle's mean loss at ratio 0.1 (2 gazes per
-    # frame) with a 2,000-step stage-0 reconstructor (0.513), where random gazes need ~0.6 of the
-    # patches; at the earlier 0.6 random needs ~0.2 and even the oracle only 0.63x that.
-    eps=pick(0.51, 0.9, 0.7),
+    # tiny eps, chosen on dev (val) only, by a rule that reads random gazes alone: their mean
+    # loss at ratio 0.5 (0.397 on seed 0's 16 val clips, 2,000-step stage 0 on the cell clips),
+    # so random gazes need about half the patches (there, 0.49; the greedy oracle 0.17).
+    eps=pick(0.4, 0.9, 0.7),
     ratios=common.eval_ratios(arg), frames=pick((0, 3, 5, 7), (0, 5, 10, 15), (0, 5, 10, 15)),
   ))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1)))

@@ -85,6 +85,15 @@ def test_streaming_equals_whole_clip(tiny, tiny_video, with_eps):
       assert _real(got) == _real(want[c])
 
 
+def test_streams_on_one_gazer_share_one_compiled_step(tiny, tiny_video):
+  first, second = (tiny.stream(1, gazing_ratio=0.3, max_frames=4) for _ in range(2))
+  assert first._step is second._step
+  a = first.step(tiny_video[:1, 0])
+  b = second.step(tiny_video[:1, 0])
+  np.testing.assert_array_equal(a["gazing_pos"], b["gazing_pos"])
+  assert first._step._cache_size() == 1  # the second stream reused the first one's compilation
+
+
 def test_windowed_stream_has_flat_memory_and_runs_past_max_frames(tiny, tiny_video):
   stream = tiny.stream(1, gazing_ratio=0.5, window=2)
   sizes = set()

@@ -31,8 +31,11 @@ def test_background_save_keeps_the_state_of_the_call_across_donation(tmp_path):
   state = {"w": jnp.arange(6.0).reshape(2, 3), "key": jax.random.key(3)}
   assert not ckpt.save(1, state)  # not an interval step
   assert ckpt.save(2, state)
+  assert ckpt._pending is not None and not ckpt._pending.done()  # saving in the background
+  old = state
   for _ in range(3):  # the saved buffers would be gone (donated) if the save read them later
     state = _bump_donated(state)
+  assert old["w"].is_deleted()
   ckpt.close()
   ckpt = checkpointing.TrainCheckpoints(str(tmp_path), interval=2)
   assert ckpt.latest_step() == 2 and ckpt.last_requested == 2
@@ -53,4 +56,7 @@ def test_failed_background_save_is_raised_at_the_next_call(tmp_path):
   assert ckpt.save(1, {"w": jnp.ones(3)})  # handed to the background thread
   with pytest.raises(OSError, match="disk full"):
     ckpt.latest_step()
-  ckpt.close()
+  ckpt.mngr.save = broken
+  assert ckpt.save(2, {"w": jnp.ones(3)})
+  with pytest.raises(OSError, match="disk full"):  # also when the run ends right after
+    ckpt.close()

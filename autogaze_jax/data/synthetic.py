@@ -116,10 +116,12 @@ def _cells_frame(blocks, objects, t: int, shift: int, grid: int, size: int) -> n
 
 
 def _cells_clip(rng, num_frames: int, size: int, grid: int = 4) -> np.ndarray:
-  """Every cell one colour and aligned with the finest patch grid (grid x grid): what a
-  patch holds is its mean, so which patches are seen, and when, is all that matters."""
-  if size % grid or grid % 2:
-    raise ValueError(f"synthetic cells: size {size} must be a multiple of an even grid ({grid})")
+  """Every cell one colour on a grid x grid lattice (at 64 px and grid 4: the finest 16-px
+  patches), so what a patch holds is its mean and which patches are seen, and when, is all
+  that matters. The 'pan' shifts the background by one cell, wrapping around (objects keep
+  their cells); after it the background blocks straddle the coarse patches."""
+  if size % grid or grid % 2 or grid < 4:
+    raise ValueError(f"synthetic cells: size {size} must be a multiple of an even grid >= 4 ({grid})")
   scenes = [_cells_scene(rng, grid)]
   cut = num_frames
   if num_frames > 4 and rng.random() < 0.3:
@@ -141,9 +143,9 @@ STYLES = ("rich", "sparse", "cells")
 def make_clip(num_frames: int = 16, size: int = 448, seed: int = 0, style: str = "rich") -> np.ndarray:
   """uint8 (T, size, size, 3). style "sparse": a static camera on a smooth, noise-free world
   with a few large moving objects as the only detail. style "cells": a 4x4 lattice of uniform
-  cells (four background blocks, objects of 1-4 cells stepping one cell at a time, a camera
-  pan of one cell in a fifth of the clips, a cut in ~30 %), aligned with the finest patches
-  of a 64-px frame at patch 16 (used by the CPU-sized training runs)."""
+  cells (four background blocks, objects of 1-4 cells stepping one cell at a time, the
+  background shifted by one cell in a fifth of the clips, a cut in ~30 %), aligned with the
+  finest patches of a 64-px frame at patch 16 (used by the CPU-sized training runs)."""
   if style not in STYLES:
     raise ValueError(f"synthetic style: {style!r} is not one of {', '.join(STYLES)}")
   rng = np.random.default_rng(seed)

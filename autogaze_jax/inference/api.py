@@ -103,10 +103,12 @@ class AutoGaze:
     checkpointing.save(path, nnx.state(self.model, nnx.Param), self.config)
 
   # ----------------------------------------------------------------------------- helpers
-  def _jit(self, name, fn, spec):
+  def _jit(self, name, fn, spec, donate=()):
+    """One jitted function per (name, spec) for the life of this object, so repeated calls
+    (and every stream opened on it) reuse one compilation per input shape."""
     key = (name, spec)
     if key not in self._compiled:
-      self._compiled[key] = jax.jit(fn)
+      self._compiled[key] = jax.jit(fn, donate_argnums=donate)
     return self._compiled[key]
 
   def _put_batch(self, x, allow_pad: bool):
@@ -196,6 +198,10 @@ class AutoGaze:
     model = nnx.merge(self.graphdef, params)
     return decoding.generate(model, video, budgets, eps, keys, temperature, spec)
 
+  def _stream_fn(self, params, state, frame, budget, eps, keys, temperature, spec):
+    model = nnx.merge(self.graphdef, params)
+    return decoding.stream_step(model, state, frame, budget, eps, keys, temperature, spec)
+
   def score_fixed(self, video, ids, lens):
     """Teacher-forced log-probs and task-loss predictions (B, T, G) for fixed-shape gazes."""
     fn = self._jit("score", self._score_fn, None)
@@ -250,11 +256,7 @@ class GazeStream:
     slots = decoding.cache_slots(model, self.spec, self.max_frames or 0)
     self.state = decoding.init_state(model, batch_size, self.spec, slots)
     self.frames_seen = 0
-    self._step = jax.jit(functools.partial(self._step_fn, spec=self.spec), donate_argnums=1)
-
-  def _step_fn(self, params, state, frame, budget, eps, keys, temperature, spec):
-    model = nnx.merge(self.gazer.graphdef, params)
-    return decoding.stream_step(model, state, frame, budget, eps, keys, temperature, spec)
+    self._step = gazer._jit("stream", functools.partial(gazer._stream_fn, spec=self.spec), self.spec, donate=1)
 
   def step(self, frame) -> dict:
     """frame: float32 (B, 3, H, W) preprocessed or uint8 (B, H, W, 3). Returns this frame's

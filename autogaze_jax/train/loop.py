@@ -80,7 +80,8 @@ def check_finite(metrics: dict, step: int, last_saved) -> None:
   if bad:
     raise FloatingPointError(
       f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} (metrics are checked on "
-      f"log and checkpoint steps); stopping. The last checkpoint (step {last_saved}) is intact.")
+      f"log and checkpoint steps); stopping. " + (f"The last checkpoint (step {last_saved}) is intact." if last_saved
+                                                     else "No checkpoint was written yet."))
 
 
 def _first_step(stage: Stage, state, batch, key):
@@ -182,15 +183,18 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         window_start, window_from = time.perf_counter(), done
         clock.extra(step_timing.kind_of(evaluated, bool(saved), log_now), window_start - t_synced)
       if ckpt.reached_preemption(done):
-        ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
+        if not saved:  # the policy saves a preemption step already; a second save of it would fail
+          ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
         break
     if done and ckpt.latest_step() != done:
       ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
   finally:  # pending async saves finish even when a step raised
     if tracing:
       jax.profiler.stop_trace()
-    ckpt.close()
-    writer.close()
-    if distributed.is_main() and clock.data_wait:
-      storage.write_json(os.path.join(workdir, "step_times.json"), {**clock.summary(), "compiled": facts})
+    try:
+      ckpt.close()  # may raise a failed background save
+    finally:
+      writer.close()
+      if distributed.is_main() and clock.data_wait:
+        storage.write_json(os.path.join(workdir, "step_times.json"), {**clock.summary(), "compiled": facts})
   return state
