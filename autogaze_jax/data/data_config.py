@@ -18,7 +18,8 @@ def data_config() -> ml_collections.ConfigDict:
     min_frames=1, strict=False, max_retries=32, shuffle=True,
     num_workers=0,  # worker processes (mp_prefetch); 0 = decode in this process
     read_threads=2, prefetch_buffer=32,  # decode threads (PyAV and PIL release the GIL) and buffered clips
-    synthetic_count=100_000, synthetic_style="rich",  # rich | sparse (see data/synthetic.py)
+    synthetic_count=100_000, synthetic_style="rich",  # rich | sparse | cells (see data/synthetic.py)
     labels="",  # gazing_labels.json (comma-separated / globs): train only on labelled clips, with their labels
     label_slots=0,  # static gaze slots per frame for labels (0: the smallest multiple of K that fits)
+    label_symmetries="",  # "flips,colours": each labelled clip under a random flip/turn and colour order (data/symmetries.py)
   ))

@@ -13,7 +13,7 @@ import numpy as np
 
 from autogaze_jax import video as video_lib
 from autogaze_jax.data import labels as labels_lib
-from autogaze_jax.data import transforms
+from autogaze_jax.data import symmetries, transforms
 
 log = logging.getLogger("autogaze_jax.data")
 
@@ -21,17 +21,22 @@ log = logging.getLogger("autogaze_jax.data")
 class LoadClip(grain.transforms.RandomMap):
   """index -> {"video": uint8 (T, S, S, 3), "index": source index used, "skipped": count},
   plus "label_ids" (T, G), "label_lens" (T,), "label_task_losses" (T, G) when `labels`
-  ({key: official entry}, with `label_vocab` and `label_slots`) is given."""
+  ({key: official entry}, with `label_vocab` and `label_slots`) is given. `label_symmetries`
+  (kinds of `symmetries`, with the vocabulary's `label_scales`): each labelled clip under a
+  random flip/turn and colour order, its ids moved alike (drawn from the element's seeded rng)."""
 
   def __init__(self, source, indices, size: int, crop: str = "center", strict: bool = False,
                max_retries: int = 32, clip_len: int | None = None, labels: dict | None = None,
-               label_vocab: int = 0, label_slots: int = 0):
+               label_vocab: int = 0, label_slots: int = 0, label_scales=(), label_symmetries=()):
     if crop not in transforms.MODES:
       raise ValueError(f"data.crop: {crop!r} is not one of {', '.join(transforms.MODES)}")
     self.source, self.indices = source, np.asarray(indices)
     self.size, self.crop, self.strict, self.max_retries = size, crop, strict, max_retries
     self.clip_len = clip_len
     self.labels, self.label_vocab, self.label_slots = labels, label_vocab, label_slots
+    self.label_scales, self.label_symmetries = tuple(label_scales), tuple(label_symmetries)
+    if self.label_symmetries and not self.label_scales:
+      raise ValueError("data: label symmetries need the vocabulary's scales")
 
   def load(self, i: int, rng) -> np.ndarray:
     clip = self.source.load(i, rng)
@@ -59,5 +64,8 @@ class LoadClip(grain.transforms.RandomMap):
     if self.labels is not None:
       key = labels_lib.key_of(self.source.key(i))
       ids, lens, losses = labels_lib.to_arrays(self.labels[key], self.label_vocab, self.label_slots, key)
+      if self.label_symmetries:
+        op, colours = symmetries.draw(rng, self.label_symmetries)
+        out["video"], ids = symmetries.apply(clip, ids, op, colours, self.label_scales, self.label_vocab)
       out.update(label_ids=ids, label_lens=lens, label_task_losses=losses)
     return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax import video as video_lib
-from autogaze_jax.data import data_config, loading, sources
+from autogaze_jax.data import data_config, loading, sources, symmetries
 from autogaze_jax.data import labels as labels_lib
 
 log = logging.getLogger("autogaze_jax.data")
@@ -86,10 +86,11 @@ def labelled(cfg, source, vocab: int, k: int):
 
 def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_epochs=None,
                  process_index: int | None = None, process_count: int | None = None,
-                 labels=None, label_vocab: int = 0, label_slots: int = 0) -> grain.IterDataset:
+                 labels=None, label_vocab: int = 0, label_slots: int = 0, label_scales=()) -> grain.IterDataset:
   """The per-process batched stream. `batch_size` is global; each of the process_count
   processes gets batch_size // process_count clips per batch. `indices` restricts the
-  source (e.g. to labelled videos, see `labelled`), whose `labels` then join each clip."""
+  source (e.g. to labelled videos, see `labelled`), whose `labels` then join each clip (under
+  the symmetries of `cfg.label_symmetries`, ids over the vocabulary of `label_scales`)."""
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   if batch_size % pc:
@@ -103,7 +104,8 @@ def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_e
     ds = ds.shuffle()
   ds = ds.repeat(num_epochs)[pi::pc]
   ds = ds.random_map(loading.LoadClip(source, indices, cfg.image_size, cfg.crop, cfg.strict,
-                                      cfg.max_retries, cfg.clip_len, labels, label_vocab, label_slots))
+                                      cfg.max_retries, cfg.clip_len, labels, label_vocab, label_slots,
+                                      label_scales, symmetries.parse(cfg.get("label_symmetries", ""))))
   ds = ds.batch(batch_size // pc, drop_remainder=True).to_iter_dataset(
     grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer))
   if cfg.num_workers > 0:

@@ -36,7 +36,7 @@ def labelled_batches(cfg, source, vocab: int, k: int):
     key = labels.key_of(source.key(int(i)))
     labels.validate_entry(key, table[key], cfg.clip_len, vocab)
   ds = pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed, indices=indices,
-                             labels=table, label_vocab=vocab, label_slots=slots)
+                             labels=table, label_vocab=vocab, label_slots=slots, label_scales=cfg.gaze.scales)
   return iter(ds), slots
 
 
