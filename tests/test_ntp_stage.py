@@ -71,6 +71,7 @@ def write_labels(path, keys):
 def test_batches_are_the_labelled_clips_with_their_labels(tmp_path):
   cfg = tiny_cfg()
   cfg.batch_size, cfg.data.synthetic_count = 2, 5
+  cfg.data.label_symmetries = ""  # the labels as written (their symmetries: tests/test_symmetries.py)
   source = pipeline.make_source(cfg.data, "train", cfg.seed)
   with pytest.raises(ValueError, match="no labels"):
     ntp_trainer.labelled_batches(cfg, source, V, K)
