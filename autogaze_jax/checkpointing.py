@@ -158,6 +158,12 @@ class TrainCheckpoints:
     self.wait()
     return self.mngr.latest_step()
 
+  def warm(self, state) -> None:
+    """Compiles the device-side copy for `state`'s structure now (before the timed steps),
+    so the first checkpoint step does not pay for it."""
+    if self._saver is not None:
+      jax.block_until_ready(_copy_on_device(state))
+
   def state_dir(self, step: int) -> str:
     return os.path.join(str(self.mngr.directory), str(step), "state")
 

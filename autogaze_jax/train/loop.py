@@ -115,6 +115,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
     state = ckpt.restore(start, checkpointing.abstract_like(state), stage.data_iterator)
     if jax.process_index() == 0:
       print(f"resuming from step {start} ({workdir})", file=sys.stderr, flush=True)
+  ckpt.warm(state)
   root = jax.random.key(seed)
   if start == 0 and stage.evaluate is not None:
     writer.write(0, stage.evaluate(state, 0))
