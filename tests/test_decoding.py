@@ -72,12 +72,12 @@ def test_lockstep_differs_from_invariant_only_through_batching(tiny, tiny_video)
   np.testing.assert_array_equal(one["gazing_pos"], inv["gazing_pos"])
 
 
-@pytest.mark.parametrize("with_eps", [False, True])
-def test_streaming_equals_whole_clip(tiny, tiny_video, with_eps):
+@pytest.mark.parametrize("with_eps,bounded", [(False, True), (True, True), (False, False)])
+def test_streaming_equals_whole_clip(tiny, tiny_video, with_eps, bounded):
   eps = _eps(tiny, tiny_video) if with_eps else None
   video = tiny_video[:2]
   whole = tiny.gaze(video, gazing_ratio=0.5, task_loss_requirement=eps, generate_only=True)
-  stream = tiny.stream(2, gazing_ratio=0.5, task_loss_requirement=eps, max_frames=6)
+  stream = tiny.stream(2, gazing_ratio=0.5, task_loss_requirement=eps, max_frames=6, bounded_reads=bounded)
   for t, want in enumerate(zip(*[_frames(whole, c) for c in range(2)])):
     step = stream.step(video[:, t])
     for c in range(2):

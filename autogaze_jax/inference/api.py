@@ -218,10 +218,13 @@ class AutoGaze:
   # ----------------------------------------------------------------------------- streaming
   def stream(self, batch_size: int, gazing_ratio=None, task_loss_requirement=None, *,
              max_frames: int | None = None, window: int | None = None, sample=False,
-             temperature=1.0, key=None) -> GazeStream:
-    """A frame-by-frame gazer whose outputs equal whole-clip decoding (see GazeStream)."""
+             temperature=1.0, key=None, bounded_reads: bool = True) -> GazeStream:
+    """A frame-by-frame gazer whose outputs equal whole-clip decoding (see GazeStream).
+    `bounded_reads` (default): attention reads the cache only up to the frames seen so far, in
+    blocks, instead of all max_frames frames from the first one on (not with `window`, whose
+    ring buffer is always full); docs/results.md has the latencies of both."""
     return GazeStream(self, batch_size, gazing_ratio, task_loss_requirement, max_frames, window,
-                      sample, temperature, key)
+                      sample, temperature, key, bounded_reads)
 
 
 class GazeStream:
@@ -234,7 +237,7 @@ class GazeStream:
   """
 
   def __init__(self, gazer: AutoGaze, batch_size, gazing_ratio, task_loss_requirement,
-               max_frames, window, sample, temperature, key):
+               max_frames, window, sample, temperature, key, bounded_reads=True):
     cfg = gazer.config
     if window is not None and (int(window) != window or window < 2):
       raise ValueError(f"window: must be an integer >= 2 frames, got {window}")
@@ -249,6 +252,7 @@ class GazeStream:
     self.spec = decoding.DecodeSpec(
       slots=vocab_lib.slots_per_frame(self.budget, cfg.decoder.num_multi_token_pred),
       sample=sample, use_task_loss=self.eps is not None, window=window,
+      bounded_reads=bool(bounded_reads),
     )
     self.temperature = temperature
     self.keys = decoding.frame_keys(key if key is not None else jax.random.key(0), batch_size)
