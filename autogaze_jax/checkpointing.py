@@ -122,8 +122,7 @@ class TrainCheckpoints:
   dispatches the next steps. The copy is what makes this safe against the next step donating
   the state's buffers; it costs one extra state's memory while a save is in flight. A failed
   background save is raised by the first should_save, save, latest_step, restore or close
-  after it failed. Without `async_save`, everything happens in
-  `save` (ckpt info, tests).
+  after it failed. Without `async_save`, everything happens in `save` (ckpt info, tests).
   """
 
   def __init__(self, workdir: str, interval: int, keep: int = 3, async_save: bool = True):

@@ -1,8 +1,9 @@
 """The special rows of benchmarks/gaze_speed.py: the paper's Table 4 setting, streaming
 per-frame latency, and one 4K chunk of `gaze-video`. Each row carries its own reference
 measured in the same run (a floor or the whole-clip time), so it reads as a ratio. They use
-the default decoding (4 segments, full cache reads, batch-invariant): the table's options
-(--segments, --reads, --lockstep, --profile) apply to its main rows only.
+the default decoding (4 segments, batch-invariant; full cache reads, except the stream row,
+which measures both read modes): the table's options (--segments, --reads, --lockstep,
+--profile) apply to its main rows only.
 """
 
 from __future__ import annotations

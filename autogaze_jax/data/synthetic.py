@@ -96,22 +96,20 @@ def _cells_scene(rng, grid: int):
   return blocks, objects
 
 
-def _cells_frame(blocks, objects, t: int, shift: int, grid: int, size: int) -> np.ndarray:
-  cell = size // grid
+def _cells_step(o: dict, grid: int) -> None:
+  """Moves object `o` one cell along its direction, bouncing off the edges (in place)."""
+  bad = (o["pos"] + o["step"] < 0) | (o["pos"] + o["step"] + np.array(o["size"]) > grid)
+  o["step"] = np.where(bad, -o["step"], o["step"])
+  o["pos"] = o["pos"] + o["step"]
+
+
+def _cells_frame(blocks, objects, shift: int, grid: int, size: int) -> np.ndarray:
   cells = np.repeat(np.repeat(blocks, grid // 2, 0), grid // 2, 1)  # (grid, grid, 3)
   cells = np.roll(cells, shift, axis=1)  # the camera panned by `shift` cells
   for o in objects:
-    pos = o["pos"].copy()
-    if o["period"]:
-      for _ in range(t // o["period"]):  # one cell per period, bouncing off the edges
-        nxt = pos + o["step"]
-        bad = (nxt < 0) | (nxt + np.array(o["size"]) > grid)
-        o_step = np.where(bad, -o["step"], o["step"])
-        pos = pos + o_step
-        o["step"] = o_step
-    h, w = o["size"]
-    cells[pos[0] : pos[0] + h, pos[1] : pos[1] + w] = o["colour"]
-  frame = np.repeat(np.repeat(cells, cell, 0), cell, 1)
+    (y, x), (h, w) = o["pos"], o["size"]
+    cells[y : y + h, x : x + w] = o["colour"]
+  frame = np.repeat(np.repeat(cells, size // grid, 0), size // grid, 1)
   return (frame * 255).astype(np.uint8)
 
 
@@ -132,8 +130,10 @@ def _cells_clip(rng, num_frames: int, size: int, grid: int = 4) -> np.ndarray:
   for t in range(num_frames):
     blocks, objects = scenes[0] if t < cut else scenes[1]
     local = t if t < cut else t - cut
-    objs = [dict(o, pos=o["pos"].copy(), step=o["step"].copy()) for o in objects]
-    frames.append(_cells_frame(blocks, objs, local, 1 if t >= pan_at else 0, grid, size))
+    for o in objects:  # an object steps one cell at every multiple of its period
+      if o["period"] and local and local % o["period"] == 0:
+        _cells_step(o, grid)
+    frames.append(_cells_frame(blocks, objects, 1 if t >= pan_at else 0, grid, size))
   return np.stack(frames)
 
 
