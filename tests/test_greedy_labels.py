@@ -42,9 +42,9 @@ def brute_force(recon, clip, vocab=20):
   loss_of = jax.jit(lambda ids, t: task.evaluate(
     recon, video, ids, jax.numpy.full((1, T), max(BUDGETS)), t[None])["loss_each_frame"][0, 0])
   ids = np.full((1, T, max(BUDGETS)), vocab, np.int32)
-  pos, losses = [], []
+  pos, losses, seconds = [], [], []
   for t in range(T):
-    seq, ls = [], []
+    seq, ls, sec = [], [], []
     for s in range(BUDGETS[t]):
       trial = {}
       for c in sorted(set(range(vocab)) - set(seq)):
@@ -53,16 +53,18 @@ def brute_force(recon, clip, vocab=20):
         trial[c] = float(loss_of(cand, np.int32(t)))
       best = min(trial, key=trial.get)
       ids[0, t, s] = best
-      seq.append(best), ls.append(trial[best])
-    pos.append([c + t * vocab for c in seq]), losses.append(ls)
-  return pos, losses
+      seq.append(best), ls.append(trial[best]), sec.append(sorted(trial.values())[1])
+    pos.append([c + t * vocab for c in seq]), losses.append(ls), seconds.append(sec)
+  return pos, losses, seconds
 
 
-def test_greedy_matches_brute_force(recon, clips, full):
-  for clip, entry in zip(clips, full):
-    pos, losses = brute_force(recon, clip)
+def test_greedy_matches_brute_force(recon, clips):
+  got = labelling.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips, runner_up=True)
+  for clip, entry in zip(clips, got):
+    pos, losses, seconds = brute_force(recon, clip)
     assert entry["gazing_pos"] == pos
     np.testing.assert_allclose(sum(entry["task_losses"], []), sum(losses, []), rtol=1e-5)
+    np.testing.assert_allclose(sum(entry["runner_up_losses"], []), sum(seconds, []), rtol=1e-5)
 
 
 def test_stops_at_eps(recon, clips, full):

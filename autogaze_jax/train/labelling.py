@@ -52,7 +52,8 @@ def candidate_losses(recon, video, ids_btg, t, s, cand_bc, chunk: int):
 
 def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key, *, num_candidates: int,
                 chunk: int):
-  """The best next gaze of frame t per clip: (local id (B,), loss after adding it (B,))."""
+  """The best next gaze of frame t per clip: (local id (B,), loss after adding it (B,), the
+  runner-up candidate's loss (B,), inf when only one was left)."""
   recon = nnx.merge(recon_def, recon_state)
   video = image_lib.normalize_on_device(clips_u8)
   b, v = chosen_bv.shape
@@ -64,7 +65,8 @@ def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key,
   taken = jnp.take_along_axis(chosen_bv, cand, 1)
   losses = jnp.where(taken, jnp.inf, candidate_losses(recon, video, ids_btg, t, s, cand, chunk))
   best = jnp.argmin(losses, 1)[:, None]
-  return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0]
+  runner_up = jnp.min(jnp.where(jnp.arange(losses.shape[1]) == best, jnp.inf, losses), 1)
+  return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0], runner_up
 
 
 # fixed: config ratios for the first and later frames; dirichlet: the paper's per-clip draw;
@@ -90,10 +92,11 @@ class GreedySearch:
     self.step = jax.jit(functools.partial(greedy_step, self.recon_def, num_candidates=self.num_candidates,
                                           chunk=min(chunk, self.num_candidates)))
 
-  def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None) -> list[dict]:
+  def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None, runner_up: bool = False) -> list[dict]:
     """uint8 clips (B, T, H, W, 3) -> B label entries {gazing_pos (global), task_losses}.
     budgets: per clip and frame (B, T), each at most the search's own per-frame budget
-    (default: the search's budgets for every clip)."""
+    (default: the search's budgets for every clip). runner_up: entries also carry
+    `runner_up_losses`, each step's second-best candidate loss (how close the pick's call was)."""
     b, t = clips_u8.shape[:2]
     if len(self.budgets) != t:
       raise ValueError(f"greedy labels: {len(self.budgets)} budgets for clips of {t} frames")
@@ -105,21 +108,25 @@ class GreedySearch:
     ids = np.full((b, t, max(self.budgets)), self.vocab, np.int32)
     pos = [[[] for _ in range(t)] for _ in range(b)]
     losses = [[[] for _ in range(t)] for _ in range(b)]
+    seconds = [[[] for _ in range(t)] for _ in range(b)]
     for ti in range(t):
       chosen = np.zeros((b, self.vocab), bool)
       active = np.ones((b,), bool)
       for s in range(int(budgets[:, ti].max())):
         key = jax.random.fold_in(self.key, (call * t + ti) * self.vocab + s)
-        pick, loss = jax.device_get(self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
+        pick, loss, second = jax.device_get(
+          self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
         for i in np.flatnonzero(active):
           ids[i, ti, s] = pick[i]
           chosen[i, pick[i]] = True
           pos[i][ti].append(int(pick[i]) + ti * self.vocab)
           losses[i][ti].append(float(loss[i]))
+          seconds[i][ti].append(float(second[i]))
           active[i] = loss[i] > self.eps and s + 1 < budgets[i, ti]
         if not active.any():
           break
-    return [{"gazing_pos": pos[i], "task_losses": losses[i]} for i in range(b)]
+    extra = lambda i: {"runner_up_losses": seconds[i]} if runner_up else {}
+    return [{"gazing_pos": pos[i], "task_losses": losses[i], **extra(i)} for i in range(b)]
 
 
 def uniform_budgets(rng, clips: int, frames: int, vocab: int, ratio_range) -> np.ndarray:
