@@ -60,6 +60,8 @@ def stream(gazer, repeats: int, ratio: float = 0.1, frames: int = 16) -> list[di
   # Frame t attends over t frames of history, so a stream's late frames do more work than the
   # clip's mean frame: each frame's share of the clip's FLOPs (encoder + decoder) by the work
   # model, so a latency can be compared with what the same frame costs inside the whole clip.
+  # The model counts visible keys only (what bounded reads touch); the whole clip's segmented
+  # full reads spread its time a little more evenly, so for it the shares are an approximation.
   enc = decode_floor.vision_flops(gazer.model, frames, gazer.config.input_img_size) / frames
   cum = [decode_floor.decoder_work(gazer.config, budgets[:t], 1)["flops"] + t * enc for t in range(frames + 1)]
   share = np.diff(cum) / (cum[-1] / frames)  # frame t's work / the mean frame's

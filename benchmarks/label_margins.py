@@ -6,9 +6,9 @@ records at every step the chosen candidate's loss and the runner-up's. Prints pe
 s-th gaze of a frame; frame 0 apart from later frames, whose first picks follow what changed):
 the median runner-up gap relative to the chosen loss, the fraction of steps whose runner-up is
 within 1 % / 5 % of it, and, from the second slot on, the gap as a fraction of what the pick
-gained over the loss before it.
+gained over the loss before it (steps that gained nothing left out of that median).
 
-  python benchmarks/label_margins.py --recon runs/mj_d0/recon --clips 64      # ~1 min on 2 cores
+  python benchmarks/label_margins.py --recon runs/mj_d0/recon --clips 64      # ~30 s on 2 cores
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def margins(entries: list[dict]) -> dict:
     for t, (ls, rs) in enumerate(zip(e["task_losses"], e["runner_up_losses"])):
       for s, (best, second) in enumerate(zip(ls, rs)):
         gained = ls[s - 1] - best if s else np.nan
+        gained = gained if gained > 0 else np.nan  # a pick that gained nothing has no ratio
         cells.setdefault(("frame 0" if t == 0 else "frames 1+", s), []).append((best, second, gained))
   out = {}
   for key, rows in sorted(cells.items()):
