@@ -9,6 +9,7 @@ the rule.
 
   python benchmarks/ntp_learnability.py --workdir runs/ntp_learnability            # ~9 min on 2 cores
   python benchmarks/ntp_learnability.py --workdir DIR --steps 200,1000 --clips 256 --json out.json
+  python benchmarks/ntp_learnability.py --workdir DIR --steps 1000 --override=--config.optimizer.lr=1e-3
 
 Prints, per step count: the NTP loss (mean of the last 5 logged steps) next to the entropy of
 each (frame, slot)'s label marginal (about what a model that ignored the frames would reach),
@@ -108,6 +109,8 @@ def main():
   ap.add_argument("--clips", type=int, default=256, help="labelled training clips")
   ap.add_argument("--val-clips", type=int, default=32)
   ap.add_argument("--json", default="")
+  ap.add_argument("--override", action="append", default=[],
+                  help="a --config.X=Y override of configs/ntp.py:tiny for every run (repeatable)")
   args = ap.parse_args()
   cfg = config_files.load("configs/ntp.py:tiny")
   vocab = cfg.gaze.num_vision_tokens_each_frame
@@ -124,7 +127,7 @@ def main():
     # no reconstructor: the trainer's own evaluation (random weights, one clip) is not read
     config_files.apply_overrides(run, [f"--config.labels={labels}", f"--config.steps={steps}",
                                        f"--config.eval.every={steps}", "--config.eval.num_clips=1",
-                                       "--config.log_every=10"])
+                                       "--config.log_every=10", *args.override])
     out = os.path.join(args.workdir, f"ntp_{steps}_clips{args.clips}")
     if os.path.exists(out):
       raise SystemExit(f"{out} exists (a finished run would be resumed, not retrained); remove it or "

@@ -48,9 +48,11 @@ def get_config(arg: str = "tiny"):
   c.steps = pick(1000, 2000, 36_600)
   c.log_every = pick(10, 10, 50)
   c.checkpoint_every = pick(100, 200, 500)
-  c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0))
+  # history_noise: the chance that a label slot read as history is fed as a random id instead
+  # (ntp/step.py; ours, not the official recipe, so 0 outside tiny)
+  c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0, history_noise=0.0))
   c.optimizer = ml_collections.ConfigDict(dict(
-    name="adam", lr=pick(3e-3, 5e-4, 5e-4), min_lr=1e-5, schedule="linear", grad_clip=0.0,
+    name="adam", lr=pick(3e-3, 5e-4, 5e-4), min_lr=1e-5, schedule="linear", warmup_steps=0, grad_clip=0.0,
   ))
   # Greedy labelling (`autogaze-jax label`): per-frame budgets int(ratio * V), first frame
   # larger (the official labels are first-frame heavy, docs/design.md, "Greedy labels"); stop once loss <= eps.

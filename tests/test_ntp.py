@@ -9,7 +9,7 @@ from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import labels, synthetic
-from autogaze_jax.models import gaze_config
+from autogaze_jax.models import gaze_config, scoring
 from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.train import loop, optim
 from autogaze_jax.train import state as state_lib
@@ -171,3 +171,34 @@ def test_optimizer_linear_schedule_and_errors():
     optim.make(ml_collections.ConfigDict(dict(name="adamw", lr=1e-3, warmup_steps=10)), 100)
   with pytest.raises(ValueError, match="fields are name, lr"):  # a typo is not a silent default
     optim.make(ml_collections.ConfigDict(dict(name="adam", lr=1e-3, warmup_step=10)), 100)
+
+
+def test_history_noise_replaces_only_real_slots_at_its_rate():
+  ids = np.full((64, 4, 6), V, np.int32)  # PAD everywhere but the real slots below
+  ids[:, :, :4] = np.arange(4)[None, None]
+  lens = np.full((64, 4), 3, np.int32)  # slot 3 holds an id but lies past gen_len: not real
+  real = (ids != V) & (np.arange(6) < lens[..., None])
+  got = np.asarray(ntp_step.noisy_history(ids, real, jax.random.key(0), 0.3, V))
+  np.testing.assert_array_equal(got[~real], ids[~real])  # PAD and padding slots untouched
+  changed = (got != ids)[real].mean()
+  assert 0.3 * (1 - 1 / V) - 0.04 < changed < 0.3 * (1 - 1 / V) + 0.04  # a random id may equal the old one
+  assert got[real].min() >= 0 and got[real].max() < V
+  assert np.array_equal(np.asarray(ntp_step.noisy_history(ids, real, jax.random.key(0), 0.0, V)), ids)
+  with pytest.raises(ValueError, match="history_noise=1.0"):
+    ntp_step.noise_rate(1.0)
+
+
+def test_history_noise_changes_what_is_read_not_what_is_scored(tiny, tiny_video):
+  video = tiny_video[:2, :3]
+  batch = labels.collate(random_labels(5, 2, 3, fixed_len=3), V, 6)
+  ids, lens = batch["ids"], batch["lens"]
+  fed = np.where(ids == V, V, (ids + 7) % V).astype(ids.dtype)
+  with jax.default_matmul_precision("highest"):
+    plain, _ = scoring.score(tiny.model, video, ids, lens)
+    same, _ = scoring.score(tiny.model, video, ids, lens, ids)
+    noisy, _ = scoring.score(tiny.model, video, ids, lens, fed)
+  np.testing.assert_allclose(np.asarray(same), np.asarray(plain), rtol=1e-6)
+  plain, noisy = np.asarray(plain), np.asarray(noisy)
+  # frame 0's first block of K reads no gaze at all; every later prediction reads the fed ids
+  np.testing.assert_allclose(noisy[:, 0, :K], plain[:, 0, :K], rtol=1e-5)
+  assert np.abs(noisy[:, 1:, :3] - plain[:, 1:, :3]).max() > 1e-4

@@ -14,12 +14,14 @@ import jax.numpy as jnp
 from autogaze_jax.models.gaze import GazeModel
 
 
-def score(model: GazeModel, video, ids_btg, gen_len_bt):
+def score(model: GazeModel, video, ids_btg, gen_len_bt, fed_ids=None):
   """Returns (log_probs, task_loss) each (B, T, G) float32.
 
   video (B, T, 3, H, W) preprocessed; ids (B, T, G) local ids, PAD = V; gen_len (B, T):
   slot j of frame t exists iff j < gen_len. G must be a multiple of K. Slots that are PAD
-  get log(P(EOS) + 1e-8), as the official code; callers mask them.
+  get log(P(EOS) + 1e-8), as the official code; callers mask them. fed_ids (same shape;
+  default `ids`): the ids the decoder reads as its history, where they differ from the ids
+  scored (NTP's history noise); a slot's existence still follows `ids` and gen_len.
   """
   dec = model.gaze_decoder
   tokens, _ = model.encode(video)
@@ -31,7 +33,8 @@ def score(model: GazeModel, video, ids_btg, gen_len_bt):
   ar_g = jnp.arange(g)
   gaze_ok = (ar_g < gen_len_bt[..., None]) & (ids_btg != vpad)  # (B, T, G)
   # Units: [gazes of frame u-1 | vision of frame u], u = 0..T (frame -1 and T+... empty).
-  gaze_emb = dec.embed_tokens(jnp.concatenate([jnp.full((b, 1, g), vpad, ids_btg.dtype), ids_btg], 1))
+  fed = ids_btg if fed_ids is None else fed_ids
+  gaze_emb = dec.embed_tokens(jnp.concatenate([jnp.full((b, 1, g), vpad, fed.dtype), fed], 1))
   vis_tok = jnp.concatenate([tokens.astype(gaze_emb.dtype), jnp.zeros((b, 1, p, d), gaze_emb.dtype)], 1)
   x = jnp.concatenate([gaze_emb, vis_tok], 2).reshape(b, (t_frames + 1) * f, d)
   ok = jnp.concatenate([

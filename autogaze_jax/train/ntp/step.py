@@ -8,6 +8,12 @@ never targets) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
   loss   = mean_b (ntp(b) + w * tlp(b))        (w = 1 officially; tlp dropped if disabled)
 log p comes from `scoring.score` (log(softmax + 1e-8), head j mod K for slot j), so
 multi-token prediction needs nothing more here. The task model is not run.
+
+History noise (ours, not the official recipe; 0 = off, the default of every variant but tiny):
+each real label slot the decoder reads as history is replaced, with that probability, by a
+uniformly random id, while the targets stay the labels. Teacher forcing otherwise shows the
+model only the labeller's own history, and a model that learns to continue that history
+(consecutive frames' picks are alike) compounds its first mistakes when it gazes alone.
 """
 
 from __future__ import annotations
@@ -36,21 +42,32 @@ def as_video(x):
   return image_lib.normalize_on_device(x) if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 
-def loss_terms(model, video, ids_btg, lens_bt, targets_btg):
+def noisy_history(ids_btg, real_btg, key, rate: float, vocab: int):
+  """The ids fed as history: each real slot replaced by a uniform id in [0, vocab) with
+  probability `rate`; PAD and padding slots unchanged."""
+  k_flip, k_id = jax.random.split(key)
+  flip = real_btg & (jax.random.uniform(k_flip, ids_btg.shape) < rate)
+  return jnp.where(flip, jax.random.randint(k_id, ids_btg.shape, 0, vocab, ids_btg.dtype), ids_btg)
+
+
+def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_noise: float = 0.0):
   """Per-clip ntp(b), tlp(b) (B,) and the mask (B, T, G) of real label slots."""
   vocab = model.gaze_decoder.vocab - 1
-  log_p, pred = scoring.score(model, video, ids_btg, lens_bt)
   g = ids_btg.shape[-1]
-  m = ((ids_btg != vocab) & (jnp.arange(g) < lens_bt[..., None])).astype(jnp.float32)
+  real = (ids_btg != vocab) & (jnp.arange(g) < lens_bt[..., None])
+  fed = noisy_history(ids_btg, real, key, history_noise, vocab) if history_noise else None
+  log_p, pred = scoring.score(model, video, ids_btg, lens_bt, fed)
+  m = real.astype(jnp.float32)
   denom = m.sum() / m.shape[0] + 1e-6
   ntp = -(log_p * m).sum((1, 2)) / denom
   tlp = (jnp.square(pred - targets_btg) * m).sum((1, 2)) / denom
   return ntp, tlp, m
 
 
-def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True):
+def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True, key=None, history_noise: float = 0.0):
   """The NTP loss of one micro-batch {video, ids, lens, task_losses}; returns (loss, aux)."""
-  ntp, tlp, m = loss_terms(model, as_video(batch["video"]), batch["ids"], batch["lens"], batch["task_losses"])
+  ntp, tlp, m = loss_terms(model, as_video(batch["video"]), batch["ids"], batch["lens"], batch["task_losses"],
+                           key, history_noise)
   total = ntp + tlp_weight * tlp if optimize_tlp else ntp
   aux = {"ntp_loss": ntp.mean(), "task_loss_prediction_loss": tlp.mean(), "real_slots_per_clip": m.sum() / m.shape[0]}
   return total.mean(), aux
@@ -68,33 +85,36 @@ def _micro_batches(batch, accum: int):
 
 
 def train_step(graphdef, state, batch, key, frozen=(), *, accum_steps: int = 1, tlp_weight: float = 1.0,
-                optimize_tlp: bool = True):
+                optimize_tlp: bool = True, history_noise: float = 0.0):
   """One optimizer step over the global batch, in `accum_steps` micro-batches (gradients
   summed over micro-batch losses / A). A step whose labels, losses or gradients are
   not finite leaves the state unchanged and flags the offending quantity in the metrics.
-  `key` and `frozen` are unused (NTP is deterministic and needs no oracle): the shared step signature.
+  `key` draws the history noise (unused without it); `frozen` is unused (NTP needs no
+  oracle): the shared step signature.
   """
-  del key
   old = jax.tree.leaves(state)
   ts = nnx.merge(graphdef, state)
   model_graph, params, rest = nnx.split(ts.model, nnx.Param, ...)
 
-  def micro(p, mb):
+  def micro(p, mb, k):
     mb = jax.tree.map(lambda x: mesh_lib.constrain(x, ("batch",) + (None,) * (x.ndim - 1)), mb)
-    fn = lambda q: loss(nnx.merge(model_graph, q, rest), mb, tlp_weight=tlp_weight, optimize_tlp=optimize_tlp)
+    fn = lambda q: loss(nnx.merge(model_graph, q, rest), mb, tlp_weight=tlp_weight, optimize_tlp=optimize_tlp,
+                        key=k, history_noise=history_noise)
     (value, aux), grads = jax.value_and_grad(fn, has_aux=True)(p)
     return grads, dict(aux, loss=value)
 
   if accum_steps == 1:
-    grads, m = micro(params, batch)
+    grads, m = micro(params, batch, key)
   else:
-    def body(acc, mb):
-      g, aux = micro(params, mb)
+    def body(acc, xs):
+      mb, k = xs
+      g, aux = micro(params, mb, k)
       return jax.tree.map(jnp.add, acc, (g, aux)), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     zero_m = {k: jnp.float32(0) for k in ("ntp_loss", "task_loss_prediction_loss", "real_slots_per_clip", "loss")}
-    (grads, m), _ = jax.lax.scan(body, (zeros, zero_m), _micro_batches(batch, accum_steps))
+    xs = (_micro_batches(batch, accum_steps), jax.random.split(key, accum_steps))
+    (grads, m), _ = jax.lax.scan(body, (zeros, zero_m), xs)
     grads = jax.tree.map(lambda g: g / accum_steps, grads)
     m = {k: v / accum_steps for k, v in m.items()}
   m["grad_norm"] = optax.global_norm(grads)
@@ -110,6 +130,14 @@ def train_step(graphdef, state, batch, key, frozen=(), *, accum_steps: int = 1, 
   state = jax.tree.unflatten(treedef, [jnp.where(ok, n, o) for n, o in zip(new, old)])
   m.update({f"nonfinite_{k}": v.astype(jnp.float32) for k, v in bad.items()})
   return state, m
+
+
+def noise_rate(rate) -> float:
+  """loss.history_noise, checked: a probability in [0, 1)."""
+  rate = float(rate)
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f"ntp: loss.history_noise={rate} must be in [0, 1)")
+  return rate
 
 
 BATCH_NDIMS = {"video": 5, "ids": 3, "lens": 2, "task_losses": 3}
@@ -130,7 +158,8 @@ def make_step(graphdef, shardings, mesh, cfg):
   batch_sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in BATCH_NDIMS.items()}
   repl = mesh_lib.replicated(mesh)
   fn = functools.partial(train_step, graphdef, accum_steps=accum_steps(cfg), tlp_weight=cfg.loss.tlp_weight,
-                         optimize_tlp=cfg.loss.optimize_task_loss_prediction)
+                         optimize_tlp=cfg.loss.optimize_task_loss_prediction,
+                         history_noise=noise_rate(cfg.loss.get("history_noise", 0.0)))
   step = jax.jit(fn, in_shardings=(shardings, batch_sh, repl, repl), out_shardings=(shardings, repl),
                  donate_argnums=0)
   return step, batch_sh
