@@ -9,7 +9,7 @@ never targets) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
 log p comes from `scoring.score` (log(softmax + 1e-8), head j mod K for slot j), so
 multi-token prediction needs nothing more here. The task model is not run.
 
-History noise (ours, not the official recipe; 0 = off, the default of every variant but tiny):
+History noise (ours, not the official recipe; 0 = off, the default of every variant):
 each real label slot the decoder reads as history is replaced, with that probability, by a
 uniformly random id, while the targets stay the labels. Teacher forcing otherwise shows the
 model only the labeller's own history, and a model that learns to continue that history
