@@ -273,9 +273,14 @@ def generate(model: GazeModel, video, budgets_t, eps_bt, key, temperature, spec:
 
   Returns local ids (B, T, G) int32 (PAD = V) and generated slots per frame (B, T) int32.
   """
+  return generate_tokens(model, model.encode(video)[0], budgets_t, eps_bt, key, temperature, spec)
+
+
+def generate_tokens(model: GazeModel, tokens, budgets_t, eps_bt, key, temperature, spec: DecodeSpec):
+  """`generate` from the clips' vision tokens (B, T, P, D) (`model.encode(video)[0]`), for
+  callers that decode several rollouts of one clip (GRPO's group) from one encoding."""
   if spec.window:
     raise ValueError("generate: `window` is for streaming; whole-clip decoding keeps all frames")
-  tokens, _ = model.encode(video)
   b, t_frames = tokens.shape[:2]
   keys = frame_keys(key, b)
   f = unit_size(model, spec)

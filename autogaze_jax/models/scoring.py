@@ -23,8 +23,13 @@ def score(model: GazeModel, video, ids_btg, gen_len_bt, fed_ids=None):
   default `ids`): the ids the decoder reads as its history, where they differ from the ids
   scored (NTP's history noise); a slot's existence still follows `ids` and gen_len.
   """
+  return score_tokens(model, model.encode(video)[0], ids_btg, gen_len_bt, fed_ids)
+
+
+def score_tokens(model: GazeModel, tokens, ids_btg, gen_len_bt, fed_ids=None):
+  """`score` from the clips' vision tokens (B, T, P, D) (`model.encode(video)[0]`): GRPO
+  encodes each clip once and scores all of its group's rollouts on the same tokens."""
   dec = model.gaze_decoder
-  tokens, _ = model.encode(video)
   b, t_frames, p, d = tokens.shape
   g, kk, vpad = ids_btg.shape[-1], dec.k, dec.vocab - 1
   if g % kk:

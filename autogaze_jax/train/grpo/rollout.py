@@ -88,25 +88,26 @@ def _decode_spec(spec: RolloutSpec, use_task_loss: bool) -> decoding.DecodeSpec:
                              use_task_loss=use_task_loss, segments=spec.segments)
 
 
-def pilot_counts(model, video, eps_b, keys_b, tau, spec: RolloutSpec):
-  """Real gazes per frame (B, T) of one sampled, ε-stopped rollout per clip (≥ 1 each)."""
-  b, t = video.shape[:2]
+def pilot_counts(model, tokens, eps_b, keys_b, tau, spec: RolloutSpec):
+  """Real gazes per frame (B, T) of one sampled, ε-stopped rollout per clip (≥ 1 each), from
+  the clips' vision tokens (B, T, P, D)."""
+  b, t = tokens.shape[:2]
   caps = jnp.full((t,), spec.pilot_cap, jnp.int32)
   eps = jnp.broadcast_to(eps_b[:, None], (b, t))
-  ids, lens = decoding.generate(model, video, caps, eps, keys_b, tau, _decode_spec(spec, True))
+  ids, lens = decoding.generate_tokens(model, tokens, caps, eps, keys_b, tau, _decode_spec(spec, True))
   return real_slots(ids, lens, model.gaze_decoder.vocab - 1).sum(-1).astype(jnp.int32)
 
 
-def group_rollouts(model, video, budgets_bt, keys_bg, tau, spec: RolloutSpec):
-  """G sampled rollouts per clip at the clip's budgets, no stop rule: ids (B, G, T, S),
-  generated slots (B, G, T)."""
+def group_rollouts(model, tokens, budgets_bt, keys_bg, tau, spec: RolloutSpec):
+  """G sampled rollouts per clip at the clip's budgets, no stop rule, all decoded from the
+  clip's one encoding (vision tokens (B, T, P, D)): ids (B, G, T, S), generated slots (B, G, T)."""
   g, dspec = spec.group_size, _decode_spec(spec, False)
 
-  def one(clip, budgets, keys):
-    rows = jnp.broadcast_to(clip[None], (g,) + clip.shape)
-    return decoding.generate(model, rows, budgets, jnp.zeros((g, clip.shape[0])), keys, tau, dspec)
+  def one(clip_tokens, budgets, keys):
+    rows = jnp.broadcast_to(clip_tokens[None], (g,) + clip_tokens.shape)
+    return decoding.generate_tokens(model, rows, budgets, jnp.zeros((g, clip_tokens.shape[0])), keys, tau, dspec)
 
-  return per_clip(one, video, budgets_bt, keys_bg)
+  return per_clip(one, tokens, budgets_bt, keys_bg)
 
 
 def random_rollouts(key, budgets_bt, vocab: int, slots: int):
@@ -141,11 +142,12 @@ def rollout(model, video, key, tau, spec: RolloutSpec) -> dict:
   b = video.shape[0]
   k_eps, k_pilot, k_group = sample_keys(key, b, spec.group_size)
   eps = draw_eps(k_eps, b, spec)
+  tokens = model.encode(video)[0]  # once per clip: the pilot and every group member read it
   if spec.fixed_budget:
     budgets = jnp.full(video.shape[:2], spec.pilot_cap, jnp.int32)
   else:
-    budgets = pilot_counts(model, video, eps, k_pilot, tau, spec)
-  ids, lens = group_rollouts(model, video, budgets, k_group, tau, spec)
+    budgets = pilot_counts(model, tokens, eps, k_pilot, tau, spec)
+  ids, lens = group_rollouts(model, tokens, budgets, k_group, tau, spec)
   out = {"ids": ids, "lens": lens, "eps": eps, "budgets": budgets}
   return jax.tree.map(jax.lax.stop_gradient, out)
 
@@ -171,9 +173,12 @@ def rewards(recon, video, ids_bgts, lens_bgt, frames_br, spec: RolloutSpec, perc
   g, c = spec.group_size, spec.chunk
 
   def one(clip, ids, lens, frames):
+    clip_tokens = recon.embed_all(clip[None])  # once per clip, shared by its group
+
     def part(ids_lens):  # c rollouts of the group in one reconstructor pass
       rows = jnp.broadcast_to(clip[None], (c,) + clip.shape)
-      out = task.evaluate(recon, rows, *ids_lens, frames, perceptual=perceptual)
+      tokens = jnp.broadcast_to(clip_tokens, (c,) + clip_tokens.shape[1:])
+      out = task.evaluate(recon, rows, *ids_lens, frames, perceptual=perceptual, tokens=tokens)
       return {"reward": out["reward"], "loss": out["loss_each_frame"], "l1": out["l1_each_frame"],
               "perceptual": out["perceptual_each_frame"], "targets": out["task_losses"],
               "target_mask": out["task_losses_mask"], "gaze_ratio": out["metrics"]["avg_gazing_ratio_per_frame"]}

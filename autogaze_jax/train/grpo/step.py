@@ -56,25 +56,36 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
   """Loss parts and gradients of the policy loss over the B * G rollouts, scored c rollouts of
   every clip at a time (a scan over G / c chunks summing gradients; equal to one pass).
 
+  Each clip is encoded once: every chunk scores its rollouts on the same vision tokens, the
+  chunks' gradients with respect to those tokens are summed, and the sum is pulled back
+  through the encoder once (the group's G copies of a clip would otherwise each run the
+  encoder and its backward pass).
+
   per_row: (ids, lens, advantages, real, targets, target mask), rows b * G + g.
   Returns (loss, grpo part, tlp part, grads, logp (N, T*S), pred (N, T*S))."""
   b, parts = video.shape[0], g // c
   n = b * g
   ids, lens, adv, real, target, tmask = per_row
   denom = jnp.sum(tmask * real) / n + 1e-6  # the whole batch's, as one pass would use
-  rows = advantages.repeat_groups(video, c)  # every chunk scores the same clips
   model_graph, params, rest = nnx.split(model, nnx.Param, ...)
+  tokens, encoder_vjp = jax.vjp(lambda p: nnx.merge(model_graph, p, rest).encode(video)[0], params)
 
-  def loss_fn(p, chunk):
+  def loss_fn(p, clip_tokens, chunk):
     ids_c, lens_c, adv_c, real_c, target_c, tmask_c = chunk
-    logp, pred = scoring.score(nnx.merge(model_graph, p, rest), rows, ids_c, lens_c)
+    rows = advantages.repeat_groups(clip_tokens, c)  # every chunk scores the same clips
+    logp, pred = scoring.score_tokens(nnx.merge(model_graph, p, rest), rows, ids_c, lens_c)
     logp, pred = logp.reshape(b * c, -1), pred.reshape(b * c, -1)
     loss, pg, tl = advantages.policy_loss(logp, pred, adv_c, real_c, target_c, tmask_c, denom=denom, rows=n)
     return loss, (pg, tl, logp, pred)
 
+  grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+
+  def with_encoder(grads_params, grads_tokens):
+    return jax.tree.map(jnp.add, grads_params, encoder_vjp(grads_tokens)[0])
+
   if parts == 1:  # one pass: no loop around it
-    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, per_row)
-    return loss, pg, tl, grads, logp, pred
+    (loss, (pg, tl, logp, pred)), (g_params, g_tokens) = grad_fn(params, tokens, per_row)
+    return loss, pg, tl, with_encoder(g_params, g_tokens), logp, pred
 
   def split(x):  # (N, ...) -> (G / c, B * c, ...): chunk j holds rollouts j*c .. j*c+c-1 of every clip
     x = x.reshape((b, parts, c) + x.shape[1:])
@@ -85,13 +96,14 @@ def _policy_gradient(model, video, g: int, c: int, per_row):
     return jnp.moveaxis(x, 0, 1).reshape((n,) + x.shape[3:])
 
   def accumulate(acc, chunk):
-    (loss, (pg, tl, logp, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, chunk)
+    (loss, (pg, tl, logp, pred)), grads = grad_fn(params, tokens, chunk)
     return jax.tree.map(jnp.add, acc, (loss, pg, tl, grads)), (logp, pred)
 
   zero = jnp.zeros((), jnp.float32)
-  start = (zero, zero, zero, jax.tree.map(jnp.zeros_like, params))
-  (loss, pg, tl, grads), (logp, pred) = jax.lax.scan(accumulate, start, tuple(split(x) for x in per_row))
-  return loss, pg, tl, grads, unsplit(logp), unsplit(pred)
+  start = (zero, zero, zero, jax.tree.map(jnp.zeros_like, (params, tokens)))
+  (loss, pg, tl, (g_params, g_tokens)), (logp, pred) = jax.lax.scan(accumulate, start,
+                                                                     tuple(split(x) for x in per_row))
+  return loss, pg, tl, with_encoder(g_params, g_tokens), unsplit(logp), unsplit(pred)
 
 
 def policy_update(model, video, task_video, ids_bgts, lens_bgt, frames_br, recon, terms, spec: StepSpec):
