@@ -4,17 +4,37 @@ lockstep over the whole batch. It reuses the model's layers (checked by the pari
 but none of `autogaze_jax.models.decoding`.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+# The growing cache lives in buffers of a multiple of this many slots, the slots past its
+# length masked, so one compiled trunk serves many lengths (compiling the trunk, or each of
+# its ops eagerly, for every new length made this loop the slowest part of the suite).
+BUCKET = 64
+_COMPILED = {}
+
+
+def _compiled_trunk(dec):
+  graphdef, state = nnx.split(dec)
+  if graphdef not in _COMPILED:
+    _COMPILED[graphdef] = jax.jit(lambda st, *a: nnx.merge(graphdef, st).trunk(*a))
+  return lambda *a: _COMPILED[graphdef](state, *a)
 
 
 def _trunk(dec, x, pos, new_ok, cache, cache_ok):
-  """Feeds a block after the cache; returns last hidden state and the grown cache."""
-  b, n = x.shape[:2]
-  padded = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, n), (0, 0))) for c in layer) for layer in cache]
-  start = cache[0][0].shape[2]
-  h, grown = dec.trunk(x, pos, new_ok, padded, start, jnp.pad(cache_ok, ((0, 0), (0, n))))
-  return h[:, -1], grown
+  """Feeds a block after the cache; returns last hidden state and the grown cache.
+
+  cache: (list of (k, v) buffers, length); cache_ok (B, length) visible cache slots."""
+  buffers, length = cache
+  n = x.shape[1]
+  need = -(-(length + n) // BUCKET) * BUCKET
+  buffers = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, need - c.shape[2]), (0, 0))) for c in layer)
+             for layer in buffers]
+  ok = jnp.pad(cache_ok, ((0, 0), (0, need - cache_ok.shape[1])))
+  h, grown = _compiled_trunk(dec)(x, pos, new_ok, buffers, jnp.int32(length), ok)
+  return h[:, -1], (grown, length + n)
 
 
 def official_generate(model, video, budgets, eps=None):
@@ -24,7 +44,7 @@ def official_generate(model, video, budgets, eps=None):
   tokens, _ = model.encode(jnp.asarray(video))
   b, t_frames, p, _ = tokens.shape
   attn = dec.layers[0].self_attn
-  cache = [(jnp.zeros((b, attn.num_kv, 0, attn.head_dim)),) * 2 for _ in dec.layers]
+  cache = ([(jnp.zeros((b, attn.num_kv, 0, attn.head_dim)),) * 2 for _ in dec.layers], 0)
   hist = np.zeros((b, 0), bool)  # visibility of cached tokens
   pending = np.zeros((b, 0), np.int64)
   frames = []
