@@ -127,11 +127,13 @@ def load(path: str, cfg, mesh=None):
   from autogaze_jax.models.reconstructor import Reconstructor
 
   mesh = mesh or mesh_lib.make_mesh()
+  build = lambda: Reconstructor(cfg, nnx.Rngs(0))
   with mesh_lib.use(mesh):
-    model = Reconstructor(cfg, nnx.Rngs(0))
-  state = nnx.state(model)
-  arrays = convert(read_state_dict(path), mapping.expected_shapes(state), cfg)
-  nnx.update(model, mapping.load_into(state, arrays))
+    # The file is checked against the model's shapes before any weight is initialised, so
+    # a file that does not fit the config fails at once, however large the model.
+    arrays = convert(read_state_dict(path), mapping.expected_shapes(nnx.state(nnx.eval_shape(build))), cfg)
+    model = build()
+  nnx.update(model, mapping.load_into(nnx.state(model), arrays))
   return model
 
 
