@@ -1,4 +1,5 @@
-"""Device mesh, the logical-axis rules table, and the one activation-constraint helper.
+"""Device mesh, the logical-axis rules table, the one activation-constraint helper, and
+building a module's state straight into its shardings.
 
 Modules only ever see logical names ("batch", "embed", ...). This file maps them onto the
 mesh axes ("data", "fsdp") with one rules table.
@@ -95,3 +96,14 @@ def batch_sharding(mesh, ndim: int) -> jax.sharding.NamedSharding:
 
 def replicated(mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, P())
+
+
+def build(make, mesh) -> nnx.Module:
+  """The module `make()` builds, initialised inside one jitted computation whose outputs are
+  placed by the parameters' logical axes: one compile instead of one per initializer and
+  shape (what eager construction costs), and no host-side full copy."""
+  with use(mesh):
+    graphdef, shapes = nnx.split(nnx.eval_shape(make))
+    shardings = nnx.get_named_sharding(shapes, mesh)
+    state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
+  return nnx.merge(graphdef, state)

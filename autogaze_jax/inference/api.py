@@ -65,9 +65,7 @@ class AutoGaze:
     cfg = cfg or gaze_config.released_config()
     gaze_config.validate(cfg)
     mesh = mesh or mesh_lib.make_mesh()
-    with mesh_lib.use(mesh):
-      model = GazeModel(cfg, nnx.Rngs(seed))
-    return cls(cfg, model, mesh)
+    return cls(cfg, mesh_lib.build(lambda: GazeModel(cfg, nnx.Rngs(seed)), mesh), mesh)
 
   @classmethod
   def from_pretrained(cls, path: str, mesh=None) -> AutoGaze:

@@ -70,8 +70,7 @@ def from_stage0(workdir: str, mesh) -> Reconstructor:
   final = os.path.join(workdir, FINAL_MODEL)
   if not checkpointing.is_checkpoint(final):
     raise ValueError(f"reconstructor: {workdir} has no {FINAL_MODEL}/ (has its stage 0 finished?)")
-  with mesh_lib.use(mesh):
-    model = Reconstructor(cfg.model, nnx.Rngs(0))
+  model = mesh_lib.build(lambda: Reconstructor(cfg.model, nnx.Rngs(0)), mesh)
   nnx.update(model, checkpointing.restore(final, checkpointing.abstract_like(nnx.state(model, nnx.Param))))
   return model
 
@@ -85,8 +84,7 @@ def load_reconstructor(model_cfg, mesh, *, workdir: str = "", weights: str = "",
     return from_stage0(workdir, mesh)
   if weights:
     return recon_weights_lib.load(weights, model_cfg, mesh)
-  with mesh_lib.use(mesh):
-    return Reconstructor(model_cfg, nnx.Rngs(seed))
+  return mesh_lib.build(lambda: Reconstructor(model_cfg, nnx.Rngs(seed)), mesh)
 
 
 def resolve(ocfg) -> ml_collections.ConfigDict:
@@ -165,8 +163,7 @@ def replicated_state(module: nnx.Module, mesh):
 def extractor(cfg, tensors: dict | None = None, prefix: str = "", mesh=None, seed: int = 0):
   """A FeatureViT, with HF-layout weights when `tensors` are given (else random init)."""
   mesh = mesh or mesh_lib.make_mesh()
-  with mesh_lib.use(mesh):
-    model = feature_vit.FeatureViT(cfg, nnx.Rngs(seed))
+  model = mesh_lib.build(lambda: feature_vit.FeatureViT(cfg, nnx.Rngs(seed)), mesh)
   if tensors is not None:
     nnx.update(model, hf_vit.load_state(model, tensors, prefix))
   return model

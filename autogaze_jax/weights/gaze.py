@@ -141,8 +141,7 @@ def load_gaze(path: str, mesh=None, seed: int = 0):
     st_path, cfg_path = find_files(path)
     cfg = gaze_config.released_config() if cfg_path is None else read_config_json(cfg_path)
   gaze_config.validate(cfg)
-  with mesh_lib.use(mesh):
-    model = GazeModel(cfg, nnx.Rngs(seed))
+  model = mesh_lib.build(lambda: GazeModel(cfg, nnx.Rngs(seed)), mesh)
   params = nnx.state(model, nnx.Param)
   if checkpointing.is_checkpoint(path):
     nnx.update(model, checkpointing.restore(path, checkpointing.abstract_like(params)))

@@ -132,7 +132,7 @@ def load(path: str, cfg, mesh=None):
     # The file is checked against the model's shapes before any weight is initialised, so
     # a file that does not fit the config fails at once, however large the model.
     arrays = convert(read_state_dict(path), mapping.expected_shapes(nnx.state(nnx.eval_shape(build))), cfg)
-    model = build()
+  model = mesh_lib.build(build, mesh)
   nnx.update(model, mapping.load_into(nnx.state(model), arrays))
   return model
 
