@@ -125,16 +125,3 @@ def tiny():
 def tiny_video():
   rng = np.random.default_rng(0)
   return rng.normal(size=(3, 6, 3, 64, 64)).astype(np.float32)
-
-
-# The files that take longest (measured, docs/results.md "Test suite"), heaviest first. The
-# suite runs with `-n 2 --dist loadfile`, which hands whole files to whichever worker is free
-# in collection order; starting with the longest ones keeps one worker from finishing a
-# long file alone at the end while the other idles.
-HEAVY_FIRST = ("test_decoding.py", "test_parity.py", "test_grpo.py", "test_main_job.py", "test_grpo_reference.py",
-               "test_recon_training.py", "test_cli.py", "test_heldout.py", "test_aot.py", "test_multihost.py")
-
-
-def pytest_collection_modifyitems(config, items):
-  rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
