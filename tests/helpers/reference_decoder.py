@@ -1,7 +1,8 @@
 """A slow, literal re-implementation of the official decode loop (docs/design.md, "Decoding"), for
 checking the fixed-shape decoder's bookkeeping: growing caches, Python loops, ragged steps,
 lockstep over the whole batch. It reuses the model's layers (checked by the parity tests)
-but none of `autogaze_jax.models.decoding`.
+but none of `autogaze_jax.models.decoding`; only its trunk call is compiled, over cache
+buffers grown in 64-slot steps with the slots past the cache's length masked.
 """
 
 import jax
