@@ -98,12 +98,18 @@ def replicated(mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, P())
 
 
-def build(make, mesh) -> nnx.Module:
-  """The module `make()` builds, initialised inside one jitted computation whose outputs are
-  placed by the parameters' logical axes: one compile instead of one per initializer and
-  shape (what eager construction costs), and no host-side full copy."""
+def build_state(make, mesh):
+  """(graphdef, state, shardings) of the module `make()` builds, initialised inside one jitted
+  computation whose outputs are placed by the parameters' logical axes: one compile instead of
+  one per initializer and shape (what eager construction costs), no unsharded copy."""
   with use(mesh):
     graphdef, shapes = nnx.split(nnx.eval_shape(make))
     shardings = nnx.get_named_sharding(shapes, mesh)
     state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
+  return graphdef, state, shardings
+
+
+def build(make, mesh) -> nnx.Module:
+  """The module `make()` builds, as `build_state` initialises it."""
+  graphdef, state, _ = build_state(make, mesh)
   return nnx.merge(graphdef, state)

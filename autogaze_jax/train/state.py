@@ -28,10 +28,7 @@ def abstract(make, mesh):
 
 def create(make_model, tx, mesh):
   """Sharded state without a host-side full copy: returns (graphdef, state, shardings)."""
-  graphdef, _, shardings = abstract(lambda: TrainState(make_model(), tx), mesh)
-  with mesh_lib.use(mesh):
-    state = jax.jit(lambda: nnx.state(TrainState(make_model(), tx)), out_shardings=shardings)()
-  return graphdef, state, shardings
+  return mesh_lib.build_state(lambda: TrainState(make_model(), tx), mesh)
 
 
 def abstract_train_state(make_model, tx, mesh):
