@@ -51,7 +51,10 @@ def get_config(arg: str = "tiny"):
   # history_noise: the chance that a label slot read as history is fed as a random id instead
   # (ntp/step.py; ours, not the official recipe; 0 in every variant: on the tiny val clips 0.3
   # gave 0.343 against 0.357, within one clip's noise, docs/results.md)
-  c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0, history_noise=0.0))
+  # soft_targets: the temperature of NTP's soft targets from the labeller's candidate losses
+  # (ntp/step.py; ours, not the official recipe; 0: the official hard labels)
+  c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0, history_noise=0.0,
+                                          soft_targets=0.0))
   c.optimizer = ml_collections.ConfigDict(dict(
     name="adam", lr=pick(3e-3, 5e-4, 5e-4), min_lr=1e-5, schedule="linear", warmup_steps=0, grad_clip=0.0,
   ))
@@ -67,6 +70,8 @@ def get_config(arg: str = "tiny"):
     budget=pick("uniform", "fixed", "fixed"), dirichlet_alpha=(10.0, 3.0),
     ratio_range=pick((0.05, 0.35), (0.02, 0.2), (0.02, 0.2)),
     num_candidates=pick(0, 64, 64),  # 0: all V tokens per step; else a random subset per step
+    # record every step's candidate losses in the labels (what loss.soft_targets trains on)
+    candidate_losses=pick(True, False, False),
     chunk=pick(20, 16, 32), batch_size=pick(8, 2, 8), num_clips=pick(256, 64, 250_000),
   ))
   # Held-out evaluation: the gaze ratio at which greedy budget-only gazes first reach a

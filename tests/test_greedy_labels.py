@@ -42,9 +42,9 @@ def brute_force(recon, clip, vocab=20):
   loss_of = jax.jit(lambda ids, t: task.evaluate(
     recon, video, ids, jax.numpy.full((1, T), max(BUDGETS)), t[None])["loss_each_frame"][0, 0])
   ids = np.full((1, T, max(BUDGETS)), vocab, np.int32)
-  pos, losses, seconds = [], [], []
+  pos, losses, seconds, every = [], [], [], []
   for t in range(T):
-    seq, ls, sec = [], [], []
+    seq, ls, sec, ev = [], [], [], []
     for s in range(BUDGETS[t]):
       trial = {}
       for c in sorted(set(range(vocab)) - set(seq)):
@@ -53,18 +53,22 @@ def brute_force(recon, clip, vocab=20):
         trial[c] = float(loss_of(cand, np.int32(t)))
       best = min(trial, key=trial.get)
       ids[0, t, s] = best
+      ev.append([trial.get(c, np.nan) for c in range(vocab)])
       seq.append(best), ls.append(trial[best]), sec.append(sorted(trial.values())[1])
-    pos.append([c + t * vocab for c in seq]), losses.append(ls), seconds.append(sec)
-  return pos, losses, seconds
+    pos.append([c + t * vocab for c in seq]), losses.append(ls), seconds.append(sec), every.append(ev)
+  return pos, losses, seconds, every
 
 
 def test_greedy_matches_brute_force(recon, clips):
-  got = labelling.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips, runner_up=True)
+  got = labelling.GreedySearch(recon, BUDGETS, eps=-1.0, chunk=8)(clips, runner_up=True, candidates=True)
   for clip, entry in zip(clips, got):
-    pos, losses, seconds = brute_force(recon, clip)
+    pos, losses, seconds, every = brute_force(recon, clip)
     assert entry["gazing_pos"] == pos
     np.testing.assert_allclose(sum(entry["task_losses"], []), sum(losses, []), rtol=1e-5)
     np.testing.assert_allclose(sum(entry["runner_up_losses"], []), sum(seconds, []), rtol=1e-5)
+    # every candidate's loss at every step; the ids chosen before that step are None
+    got_every = [[np.nan if x is None else x for x in step] for fr in entry["candidate_losses"] for step in fr]
+    np.testing.assert_allclose(got_every, sum(every, []), rtol=1e-5)
 
 
 def test_stops_at_eps(recon, clips, full):

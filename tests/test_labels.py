@@ -18,6 +18,36 @@ def test_write_read_round_trip(tmp_path):
   assert labels.read(str(path)) == {"ds/train/a.mp4": A, "ds/train/b.mp4": B}
 
 
+def _with_candidates(entry):
+  """`entry` with candidate losses: step s of frame t gives id v the loss 1 + v / 100 + s, the
+  ids chosen before that step None."""
+  out = dict(entry, candidate_losses=[])
+  for t, ids in enumerate(entry["gazing_pos"]):
+    chosen, steps = set(), []
+    for s, g in enumerate(ids):
+      steps.append([None if v in chosen else 1 + v / 100 + s for v in range(V)])
+      chosen.add(g - t * V)
+    out["candidate_losses"].append(steps)
+  return out
+
+
+def test_candidate_losses_round_trip_and_their_array(tmp_path):
+  a = _with_candidates(A)
+  labels.write(str(tmp_path / "c.json"), {"ds/train/a.mp4": a, "ds/train/b.mp4": B})
+  back = labels.read(str(tmp_path / "c.json"))
+  assert back["ds/train/a.mp4"] == a and "candidate_losses" not in back["ds/train/b.mp4"]
+  arr = labels.candidate_array(a, V, slots=3)
+  assert arr.shape == (2, 3, V) and arr.dtype == np.float32
+  np.testing.assert_allclose(arr[0, 0], 1 + np.arange(V) / 100, rtol=1e-6)
+  assert np.isinf(arr[0, 1, 3]) and np.isfinite(arr[0, 1, 7])  # id 3 was chosen at step 0
+  assert np.isinf(arr[0, 2]).all() and np.isinf(arr[1, 1:]).all()  # slots past the frame's list
+  with pytest.raises(ValueError, match="no candidate_losses"):
+    labels.candidate_array(B, V, slots=3)
+  bad = dict(a, candidate_losses=[a["candidate_losses"][0], [[0.5] * (V - 1)]])
+  with pytest.raises(ValueError, match="frame 1's candidate_losses must hold one list of 20"):
+    labels.validate_entry("x", bad, 2, V)
+
+
 def test_array_record_shards_read_like_the_json(tmp_path):
   """Large runs: one ArrayRecord shard per labelling host, read back through a glob, gives
   the same labels as the JSON; mixed lists work; a broken file is named."""

@@ -202,3 +202,40 @@ def test_history_noise_changes_what_is_read_not_what_is_scored(tiny, tiny_video)
   # frame 0's first block of K reads no gaze at all; every later prediction reads the fed ids
   np.testing.assert_allclose(noisy[:, 0, :K], plain[:, 0, :K], rtol=1e-5)
   assert np.abs(noisy[:, 1:, :3] - plain[:, 1:, :3]).max() > 1e-4
+
+
+def test_soft_targets_follow_the_candidate_losses():
+  losses = np.array([[0.5, 0.7, np.inf, 0.5], [np.inf] * 4], np.float32)
+  q = np.asarray(ntp_step.soft_targets(losses, 0.1))
+  assert q.shape == (2, 5)
+  np.testing.assert_allclose(q[0].sum(), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(q[0, 0], q[0, 3], rtol=1e-6)  # equal losses, equal targets
+  np.testing.assert_allclose(q[0, 1] / q[0, 0], np.exp(-2.0), rtol=1e-5)
+  assert q[0, 2] == 0 and q[0, 4] == 0  # an unavailable id and EOS are never targets
+  np.testing.assert_array_equal(q[1], 0)  # a slot with no candidate (padding) has no target
+  with pytest.raises(ValueError, match="soft_targets=-0.1"):
+    ntp_step.soft_temperature(ml_collections.ConfigDict(dict(loss=dict(soft_targets=-0.1))))
+
+
+def test_soft_targets_at_a_low_temperature_give_the_hard_loss(tiny, tiny_video):
+  """Candidate losses whose unique minimum is the label's id: at temperature -> 0 the soft
+  cross-entropy is the label's -log p; at a high one it is another number."""
+  video = tiny_video[:2, :2]
+  entries = random_labels(6, 2, 2, fixed_len=3)
+  batch = labels.collate(entries, V, 3)
+  rng = np.random.default_rng(0)
+  cands = rng.uniform(1.0, 2.0, (2, 2, 3, V)).astype(np.float32)
+  for b in range(2):
+    for t in range(2):
+      for s, g in enumerate(batch["ids"][b, t]):
+        cands[b, t, s, batch["ids"][b, t, :s]] = np.inf  # chosen before this step
+        cands[b, t, s, g] = 0.5
+  batch["video"] = video
+  with jax.default_matmul_precision("highest"):
+    hard, _ = ntp_step.loss(tiny.model, batch, optimize_tlp=False)
+    soft_cold, _ = ntp_step.loss(tiny.model, dict(batch, candidate_losses=cands), optimize_tlp=False,
+                                 temperature=1e-3)
+    soft_warm, _ = ntp_step.loss(tiny.model, dict(batch, candidate_losses=cands), optimize_tlp=False,
+                                 temperature=1.0)
+  np.testing.assert_allclose(float(soft_cold), float(hard), rtol=1e-5)
+  assert abs(float(soft_warm) - float(hard)) > 1e-2

@@ -70,3 +70,14 @@ def test_loader_moves_labels_with_the_clip():
         np.testing.assert_allclose(new[b["label_ids"][t][sel] - off], old[a["label_ids"][t][sel] - off])
     seen.add(tuple(b["label_ids"].ravel()))
   assert len(seen) > 2  # different elements get different symmetries
+
+
+def test_candidate_losses_move_with_the_ids():
+  rng = np.random.default_rng(1)
+  values = rng.normal(size=(2, 3, V)).astype(np.float32)
+  ids = np.arange(V)[None].repeat(2, 0)
+  for op in range(8):
+    _, new_ids = symmetries.apply(np.zeros((2, 64, 64, 3), np.uint8), ids, op, (0, 1, 2), SCALES, V)
+    moved = symmetries.move_candidates(values, op, SCALES, V)
+    # the value that id v had is now the value of the id v moved to
+    np.testing.assert_array_equal(moved[..., new_ids[0]], values)

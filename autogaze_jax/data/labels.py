@@ -11,6 +11,10 @@ and read by the same functions (chosen by the file name), can be sharded (one fi
 labelling host, read back through a glob) and are read record by record instead of as one
 JSON document.
 
+An entry may also carry "candidate_losses" (ours; the greedy labeller writes it when asked): per
+frame, per step of its list, the loss each of the V local ids would have given at that step (null
+for an id already chosen or not scored). NTP can learn from them as soft targets.
+
 A frame's list may hold the pad -1 (officially between real gazes; anywhere is accepted), as
 the official collate reads it: the pad keeps its slot and its task loss is ignored. A frame
 needs at least one real gaze.
@@ -107,13 +111,17 @@ def _read_records(path: str) -> dict:
 
 
 def write(path: str, labels: dict) -> None:
-  """Writes labels in the official format (plain ints and floats), or as ArrayRecord when
-  `path` ends in .array_record (one JSON record per clip)."""
-  out = {
-    key: {"gazing_pos": [[int(g) for g in fr] for fr in e["gazing_pos"]],
-          "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
-    for key, e in labels.items()
-  }
+  """Writes labels in the official format (plain ints and floats; `candidate_losses` kept where an
+  entry has them), or as ArrayRecord when `path` ends in .array_record (one JSON record per clip)."""
+  def plain(e):
+    out = {"gazing_pos": [[int(g) for g in fr] for fr in e["gazing_pos"]],
+           "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
+    if "candidate_losses" in e:
+      out["candidate_losses"] = [[[None if x is None else float(x) for x in step] for step in fr]
+                                 for fr in e["candidate_losses"]]
+    return out
+
+  out = {key: plain(e) for key, e in labels.items()}
   if path.endswith(RECORD_SUFFIX):
     from array_record.python import array_record_module as arm
 
@@ -162,6 +170,14 @@ def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:
       raise ValueError(f"labels[{key!r}]: frame {t} repeats a gaze")
     if not all(np.isfinite(float(x)) for x in ls):
       raise ValueError(f"labels[{key!r}]: frame {t} has a non-finite task loss")
+  if "candidate_losses" in entry:
+    cands = entry["candidate_losses"]
+    if len(cands) != num_frames:
+      raise ValueError(f"labels[{key!r}]: candidate_losses has {len(cands)} frames, expected {num_frames}")
+    for t, (ids, steps) in enumerate(zip(pos, cands)):
+      if len(steps) != len(ids) or any(len(step) != vocab for step in steps):
+        raise ValueError(f"labels[{key!r}]: frame {t}'s candidate_losses must hold one list of {vocab} "
+                         f"losses per gaze ({len(ids)})")
 
 
 def slot_cap(labels: dict, k: int) -> int:
@@ -187,6 +203,20 @@ def to_arrays(entry, vocab: int, slots: int, key: str = "?"):
     targets[t, :n] = ls
     targets[t, n:] = ls[-1]
   return ids, lens, targets
+
+
+def candidate_array(entry, vocab: int, slots: int, key: str = "?") -> np.ndarray:
+  """One clip's `candidate_losses` -> (T, G, V) float32, inf where an id was not available
+  (already chosen, not scored, or a slot past the frame's list)."""
+  if "candidate_losses" not in entry:
+    raise ValueError(f"labels[{key!r}]: has no candidate_losses (label with label.candidate_losses=True "
+                     "to train on soft targets)")
+  frames = entry["candidate_losses"]
+  out = np.full((len(frames), slots, vocab), np.inf, np.float32)
+  for t, steps in enumerate(frames):
+    for s, step in enumerate(steps[:slots]):
+      out[t, s] = [np.inf if x is None else x for x in step]
+  return out
 
 
 def collate(entries, vocab: int, slots: int, keys=None) -> dict:

@@ -21,13 +21,15 @@ log = logging.getLogger("autogaze_jax.data")
 class LoadClip(grain.transforms.RandomMap):
   """index -> {"video": uint8 (T, S, S, 3), "index": source index used, "skipped": count},
   plus "label_ids" (T, G), "label_lens" (T,), "label_task_losses" (T, G) when `labels`
-  ({key: official entry}, with `label_vocab` and `label_slots`) is given. `label_symmetries`
+  ({key: official entry}, with `label_vocab` and `label_slots`) is given, and
+  "label_candidate_losses" (T, G, V) with `label_candidates`. `label_symmetries`
   (kinds of `symmetries`, with the vocabulary's `label_scales`): each labelled clip under a
   random flip/turn and colour order, its ids moved alike (drawn from the element's seeded rng)."""
 
   def __init__(self, source, indices, size: int, crop: str = "center", strict: bool = False,
                max_retries: int = 32, clip_len: int | None = None, labels: dict | None = None,
-               label_vocab: int = 0, label_slots: int = 0, label_scales=(), label_symmetries=()):
+               label_vocab: int = 0, label_slots: int = 0, label_scales=(), label_symmetries=(),
+               label_candidates: bool = False):
     if crop not in transforms.MODES:
       raise ValueError(f"data.crop: {crop!r} is not one of {', '.join(transforms.MODES)}")
     self.source, self.indices = source, np.asarray(indices)
@@ -35,6 +37,7 @@ class LoadClip(grain.transforms.RandomMap):
     self.clip_len = clip_len
     self.labels, self.label_vocab, self.label_slots = labels, label_vocab, label_slots
     self.label_scales, self.label_symmetries = tuple(label_scales), tuple(label_symmetries)
+    self.label_candidates = label_candidates
     if self.label_symmetries and not self.label_scales:
       raise ValueError("data: label symmetries need the vocabulary's scales")
 
@@ -63,9 +66,16 @@ class LoadClip(grain.transforms.RandomMap):
     out = {"video": clip, "index": np.int64(i), "skipped": np.int32(skipped)}
     if self.labels is not None:
       key = labels_lib.key_of(self.source.key(i))
-      ids, lens, losses = labels_lib.to_arrays(self.labels[key], self.label_vocab, self.label_slots, key)
+      entry = self.labels[key]
+      ids, lens, losses = labels_lib.to_arrays(entry, self.label_vocab, self.label_slots, key)
+      cands = (labels_lib.candidate_array(entry, self.label_vocab, self.label_slots, key)
+               if self.label_candidates else None)
       if self.label_symmetries:
         op, colours = symmetries.draw(rng, self.label_symmetries)
         out["video"], ids = symmetries.apply(clip, ids, op, colours, self.label_scales, self.label_vocab)
+        if cands is not None:
+          cands = symmetries.move_candidates(cands, op, self.label_scales, self.label_vocab)
       out.update(label_ids=ids, label_lens=lens, label_task_losses=losses)
+      if cands is not None:
+        out["label_candidate_losses"] = cands
     return out

@@ -57,3 +57,11 @@ def apply(video_thwc: np.ndarray, ids_tg: np.ndarray, op: int, colours, scales, 
   """The clip (T, S, S, 3) and its local ids (T, G) under (op, colour order)."""
   video = turn(video_thwc, op, axes=(1, 2))[..., list(colours)]
   return np.ascontiguousarray(video), id_permutation(scales, vocab, op)[ids_tg]
+
+
+def move_candidates(values_tgv: np.ndarray, op: int, scales, vocab: int) -> np.ndarray:
+  """Per-id values (..., V) (a label's candidate losses) under `op`: the value of id v moves to
+  the id that v lands on, as `apply` moves the ids themselves."""
+  out = np.empty_like(values_tgv)
+  out[..., id_permutation(scales, vocab, op)[:vocab]] = values_tgv
+  return out

@@ -29,6 +29,14 @@ def score(model: GazeModel, video, ids_btg, gen_len_bt, fed_ids=None):
 def score_tokens(model: GazeModel, tokens, ids_btg, gen_len_bt, fed_ids=None):
   """`score` from the clips' vision tokens (B, T, P, D) (`model.encode(video)[0]`): GRPO
   encodes each clip once and scores all of its group's rollouts on the same tokens."""
+  probs, tau = slot_distributions(model, tokens, ids_btg, gen_len_bt, fed_ids)
+  p_sel = jnp.take_along_axis(probs, ids_btg[..., None].astype(jnp.int32), -1)[..., 0]
+  return jnp.log(p_sel + 1e-8), tau
+
+
+def slot_distributions(model: GazeModel, tokens, ids_btg, gen_len_bt, fed_ids=None):
+  """Every slot's whole next-id distribution (B, T, G, V+1) (softmax, EOS last) and the
+  task-loss predictions (B, T, G), from vision tokens as `score_tokens` takes them."""
   dec = model.gaze_decoder
   b, t_frames, p, d = tokens.shape
   g, kk, vpad = ids_btg.shape[-1], dec.k, dec.vocab - 1
@@ -59,9 +67,6 @@ def score_tokens(model: GazeModel, tokens, ids_btg, gen_len_bt, fed_ids=None):
   logits, tlp = dec.heads(hs)  # (B, T, C+1, K, V+1), (B, T, C+1, K)
   blk, m = ar_g // kk, ar_g % kk
   probs = jax.nn.softmax(logits, axis=-1)
-  chosen = probs[:, :, blk, m]  # (B, T, G, V+1)
-  p_sel = jnp.take_along_axis(chosen, ids_btg[..., None].astype(jnp.int32), -1)[..., 0]
-  log_probs = jnp.log(p_sel + 1e-8)
   own = m + 1 == kk
   tau = jnp.where(own, tlp[:, :, blk + 1, 0], tlp[:, :, blk, jnp.minimum(m + 1, kk - 1)])
-  return log_probs, tau
+  return probs[:, :, blk, m], tau

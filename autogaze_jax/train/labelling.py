@@ -53,7 +53,8 @@ def candidate_losses(recon, video, ids_btg, t, s, cand_bc, chunk: int):
 def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key, *, num_candidates: int,
                 chunk: int):
   """The best next gaze of frame t per clip: (local id (B,), loss after adding it (B,), the
-  runner-up candidate's loss (B,), inf when only one was left)."""
+  runner-up candidate's loss (B,), inf when only one was left, and every id's loss (B, V), inf
+  for the ids already chosen or not among the scored candidates)."""
   recon = nnx.merge(recon_def, recon_state)
   video = image_lib.normalize_on_device(clips_u8)
   b, v = chosen_bv.shape
@@ -66,7 +67,8 @@ def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key,
   losses = jnp.where(taken, jnp.inf, candidate_losses(recon, video, ids_btg, t, s, cand, chunk))
   best = jnp.argmin(losses, 1)[:, None]
   runner_up = jnp.min(jnp.where(jnp.arange(losses.shape[1]) == best, jnp.inf, losses), 1)
-  return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0], runner_up
+  per_id = jnp.full((b, v), jnp.inf, losses.dtype).at[jnp.arange(b)[:, None], cand].set(losses)
+  return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0], runner_up, per_id
 
 
 # fixed: config ratios for the first and later frames; dirichlet: the paper's per-clip draw;
@@ -92,11 +94,14 @@ class GreedySearch:
     self.step = jax.jit(functools.partial(greedy_step, self.recon_def, num_candidates=self.num_candidates,
                                           chunk=min(chunk, self.num_candidates)))
 
-  def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None, runner_up: bool = False) -> list[dict]:
+  def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None, runner_up: bool = False,
+               candidates: bool = False) -> list[dict]:
     """uint8 clips (B, T, H, W, 3) -> B label entries {gazing_pos (global), task_losses}.
     budgets: per clip and frame (B, T), each at most the search's own per-frame budget
     (default: the search's budgets for every clip). runner_up: entries also carry
-    `runner_up_losses`, each step's second-best candidate loss (how close the pick's call was)."""
+    `runner_up_losses`, each step's second-best candidate loss (how close the pick's call was).
+    candidates: entries also carry `candidate_losses`, per frame and step the loss every local
+    id would have given there (None: already chosen or not scored), NTP's soft targets."""
     b, t = clips_u8.shape[:2]
     if len(self.budgets) != t:
       raise ValueError(f"greedy labels: {len(self.budgets)} budgets for clips of {t} frames")
@@ -109,12 +114,13 @@ class GreedySearch:
     pos = [[[] for _ in range(t)] for _ in range(b)]
     losses = [[[] for _ in range(t)] for _ in range(b)]
     seconds = [[[] for _ in range(t)] for _ in range(b)]
+    every = [[[] for _ in range(t)] for _ in range(b)]
     for ti in range(t):
       chosen = np.zeros((b, self.vocab), bool)
       active = np.ones((b,), bool)
       for s in range(int(budgets[:, ti].max())):
         key = jax.random.fold_in(self.key, (call * t + ti) * self.vocab + s)
-        pick, loss, second = jax.device_get(
+        pick, loss, second, per_id = jax.device_get(
           self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
         for i in np.flatnonzero(active):
           ids[i, ti, s] = pick[i]
@@ -122,10 +128,13 @@ class GreedySearch:
           pos[i][ti].append(int(pick[i]) + ti * self.vocab)
           losses[i][ti].append(float(loss[i]))
           seconds[i][ti].append(float(second[i]))
+          if candidates:
+            every[i][ti].append([float(x) if np.isfinite(x) else None for x in per_id[i]])
           active[i] = loss[i] > self.eps and s + 1 < budgets[i, ti]
         if not active.any():
           break
-    extra = lambda i: {"runner_up_losses": seconds[i]} if runner_up else {}
+    extra = lambda i: {**({"runner_up_losses": seconds[i]} if runner_up else {}),
+                       **({"candidate_losses": every[i]} if candidates else {})}
     return [{"gazing_pos": pos[i], "task_losses": losses[i], **extra(i)} for i in range(b)]
 
 
@@ -160,9 +169,10 @@ def dirichlet_budgets(rng, clips: int, frames: int, vocab: int, alpha_first: flo
 
 
 def label_clips(search: GreedySearch, clips, batch_size: int, progress: bool = True, total: int | None = None,
-                budgets=None) -> dict:
+                budgets=None, candidates: bool = False) -> dict:
   """clips: iterable of (key, uint8 (T, H, W, 3)) -> {key: label entry}, with a progress bar.
-  budgets(call, batch) -> (batch, T) per-clip budgets (default: the search's own)."""
+  budgets(call, batch) -> (batch, T) per-clip budgets (default: the search's own);
+  candidates: entries carry every step's candidate losses (`GreedySearch.__call__`)."""
   from tqdm import tqdm
 
   out, keys, batch = {}, [], []
@@ -170,7 +180,8 @@ def label_clips(search: GreedySearch, clips, batch_size: int, progress: bool = T
 
   def flush():
     per_clip = None if budgets is None else budgets(len(out), len(batch))
-    for k, entry in zip(keys, search(np.stack(batch), call=len(out), budgets=per_clip)):
+    for k, entry in zip(keys, search(np.stack(batch), call=len(out), budgets=per_clip,
+                                               candidates=candidates)):
       out[k] = entry
     bar.update(len(batch))
     keys.clear(), batch.clear()
@@ -256,7 +267,8 @@ def run(cfg, out_path: str, clips=None, progress: bool = True) -> dict:
     clips = source_clips(pipeline.for_training(cfg), lc.num_clips, cfg.seed)
     total = lc.num_clips
   with mesh_lib.use(mesh):
-    entries = label_clips(search, clips, lc.batch_size, progress, total, budgets=per_clip)
+    entries = label_clips(search, clips, lc.batch_size, progress, total, budgets=per_clip,
+                          candidates=bool(lc.get("candidate_losses", False)))
   if not entries:
     raise ValueError("label: no usable clips to label")
   labels.write(out_path, entries)

@@ -9,6 +9,14 @@ never targets) and D = sum(m) / B + 1e-6 the micro-batch's real slots per clip:
 log p comes from `scoring.score` (log(softmax + 1e-8), head j mod K for slot j), so
 multi-token prediction needs nothing more here. The task model is not run.
 
+Soft targets (ours, not the official recipe; temperature 0 = off, the official loss): with the
+labeller's candidate losses L[b,j,v] (the loss each id v would have given at slot j's step),
+the target of slot j is q = softmax(-(L - min L) / temperature) over the ids that were
+available there, and -log p[b,j] becomes the cross-entropy -sum_v q_v log p[b,j,v]. Greedy
+picks among near-equal candidates are otherwise arbitrary one-hot targets, and every step's
+losses say how much each of the other candidates would have helped. As the temperature goes
+to 0 the loss becomes the hard one.
+
 History noise (ours, not the official recipe; 0 = off, the default of every variant):
 each real label slot the decoder reads as history is replaced, with that probability, by a
 uniformly random id, while the targets stay the labels. Teacher forcing otherwise shows the
@@ -50,13 +58,30 @@ def noisy_history(ids_btg, real_btg, key, rate: float, vocab: int):
   return jnp.where(flip, jax.random.randint(k_id, ids_btg.shape, 0, vocab, ids_btg.dtype), ids_btg)
 
 
-def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_noise: float = 0.0):
-  """Per-clip ntp(b), tlp(b) (B,) and the mask (B, T, G) of real label slots."""
+def soft_targets(candidate_losses, temperature: float):
+  """(..., V) candidate losses (inf: not available) -> target distributions (..., V+1) over the
+  ids and EOS (which gets 0); all zeros where no id was available."""
+  ok = jnp.isfinite(candidate_losses)
+  best = jnp.min(jnp.where(ok, candidate_losses, jnp.inf), -1, keepdims=True)
+  z = jnp.where(ok, -(candidate_losses - jnp.where(ok.any(-1, keepdims=True), best, 0.0)) / temperature, -jnp.inf)
+  q = jnp.where(ok.any(-1, keepdims=True), jax.nn.softmax(z, -1), 0.0)
+  return jnp.concatenate([q, jnp.zeros_like(q[..., :1])], -1)
+
+
+def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_noise: float = 0.0,
+               candidate_losses=None, temperature: float = 0.0):
+  """Per-clip ntp(b), tlp(b) (B,) and the mask (B, T, G) of real label slots; with
+  `candidate_losses` (B, T, G, V) and a temperature > 0, ntp is the soft-target cross-entropy."""
   vocab = model.gaze_decoder.vocab - 1
   g = ids_btg.shape[-1]
   real = (ids_btg != vocab) & (jnp.arange(g) < lens_bt[..., None])
   fed = noisy_history(ids_btg, real, key, history_noise, vocab) if history_noise else None
-  log_p, pred = scoring.score(model, video, ids_btg, lens_bt, fed)
+  if temperature > 0:
+    probs, pred = scoring.slot_distributions(model, model.encode(video)[0], ids_btg, lens_bt, fed)
+    q = soft_targets(candidate_losses, temperature)
+    log_p = (q * jnp.log(probs + 1e-8)).sum(-1)
+  else:
+    log_p, pred = scoring.score(model, video, ids_btg, lens_bt, fed)
   m = real.astype(jnp.float32)
   denom = m.sum() / m.shape[0] + 1e-6
   ntp = -(log_p * m).sum((1, 2)) / denom
@@ -64,10 +89,12 @@ def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_no
   return ntp, tlp, m
 
 
-def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True, key=None, history_noise: float = 0.0):
-  """The NTP loss of one micro-batch {video, ids, lens, task_losses}; returns (loss, aux)."""
+def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True, key=None, history_noise: float = 0.0,
+         temperature: float = 0.0):
+  """The NTP loss of one micro-batch {video, ids, lens, task_losses[, candidate_losses]};
+  returns (loss, aux)."""
   ntp, tlp, m = loss_terms(model, as_video(batch["video"]), batch["ids"], batch["lens"], batch["task_losses"],
-                           key, history_noise)
+                           key, history_noise, batch.get("candidate_losses"), temperature)
   total = ntp + tlp_weight * tlp if optimize_tlp else ntp
   aux = {"ntp_loss": ntp.mean(), "task_loss_prediction_loss": tlp.mean(), "real_slots_per_clip": m.sum() / m.shape[0]}
   return total.mean(), aux
@@ -85,7 +112,7 @@ def _micro_batches(batch, accum: int):
 
 
 def train_step(graphdef, state, batch, key, frozen=(), *, accum_steps: int = 1, tlp_weight: float = 1.0,
-                optimize_tlp: bool = True, history_noise: float = 0.0):
+                optimize_tlp: bool = True, history_noise: float = 0.0, temperature: float = 0.0):
   """One optimizer step over the global batch, in `accum_steps` micro-batches (gradients
   summed over micro-batch losses / A). A step whose labels, losses or gradients are
   not finite leaves the state unchanged and flags the offending quantity in the metrics.
@@ -99,7 +126,7 @@ def train_step(graphdef, state, batch, key, frozen=(), *, accum_steps: int = 1, 
   def micro(p, mb, k):
     mb = jax.tree.map(lambda x: mesh_lib.constrain(x, ("batch",) + (None,) * (x.ndim - 1)), mb)
     fn = lambda q: loss(nnx.merge(model_graph, q, rest), mb, tlp_weight=tlp_weight, optimize_tlp=optimize_tlp,
-                        key=k, history_noise=history_noise)
+                        key=k, history_noise=history_noise, temperature=temperature)
     (value, aux), grads = jax.value_and_grad(fn, has_aux=True)(p)
     return grads, dict(aux, loss=value)
 
@@ -140,7 +167,21 @@ def noise_rate(rate) -> float:
   return rate
 
 
+def soft_temperature(cfg) -> float:
+  """loss.soft_targets, checked: the soft targets' temperature (0: hard labels), >= 0."""
+  t = float(cfg.loss.get("soft_targets", 0.0))
+  if not (t >= 0.0 and t < float("inf")):
+    raise ValueError(f"ntp: loss.soft_targets={t} must be a finite temperature >= 0 (0: hard labels)")
+  return t
+
+
 BATCH_NDIMS = {"video": 5, "ids": 3, "lens": 2, "task_losses": 3}
+SOFT_NDIMS = {"candidate_losses": 4}
+
+
+def batch_ndims(cfg) -> dict:
+  """The step's batch keys -> ranks (candidate losses only with soft targets)."""
+  return {**BATCH_NDIMS, **(SOFT_NDIMS if soft_temperature(cfg) > 0 else {})}
 
 
 def accum_steps(cfg) -> int:
@@ -155,11 +196,12 @@ def accum_steps(cfg) -> int:
 def make_step(graphdef, shardings, mesh, cfg):
   """(jitted step, batch shardings): (state, batch, key, frozen) -> (state, metrics); the
   state is donated, the batch split over the mesh's batch axes."""
-  batch_sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in BATCH_NDIMS.items()}
+  batch_sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in batch_ndims(cfg).items()}
   repl = mesh_lib.replicated(mesh)
   fn = functools.partial(train_step, graphdef, accum_steps=accum_steps(cfg), tlp_weight=cfg.loss.tlp_weight,
                          optimize_tlp=cfg.loss.optimize_task_loss_prediction,
-                         history_noise=noise_rate(cfg.loss.get("history_noise", 0.0)))
+                         history_noise=noise_rate(cfg.loss.get("history_noise", 0.0)),
+                         temperature=soft_temperature(cfg))
   step = jax.jit(fn, in_shardings=(shardings, batch_sh, repl, repl), out_shardings=(shardings, repl),
                  donate_argnums=0)
   return step, batch_sh
@@ -173,10 +215,12 @@ def abstract_inputs(cfg, mesh):
   graphdef, state, shardings = state_lib.abstract_train_state(lambda: GazeModel(g, nnx.Rngs(0)), tx, mesh)
   v, k, b, t = g.num_vision_tokens_each_frame, g.decoder.num_multi_token_pred, cfg.batch_size, cfg.clip_len
   slots = vocab_lib.slots_per_frame(int(cfg.label.budget_ratio_first * v), k)
-  sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in BATCH_NDIMS.items()}
+  sh = {k: mesh_lib.batch_sharding(mesh, n) for k, n in batch_ndims(cfg).items()}
   batch = {"video": state_lib.video_struct(cfg, mesh), "ids": state_lib.struct((b, t, slots), jnp.int32, sh["ids"]),
            "lens": state_lib.struct((b, t), jnp.int32, sh["lens"]),
            "task_losses": state_lib.struct((b, t, slots), jnp.float32, sh["task_losses"])}
+  if "candidate_losses" in sh:
+    batch["candidate_losses"] = state_lib.struct((b, t, slots, v), jnp.float32, sh["candidate_losses"])
   return graphdef, shardings, (state, batch, state_lib.key_struct(mesh), ())
 
 

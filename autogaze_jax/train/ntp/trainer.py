@@ -35,15 +35,27 @@ def labelled_batches(cfg, source, vocab: int, k: int):
   for i in indices:
     key = labels.key_of(source.key(int(i)))
     labels.validate_entry(key, table[key], cfg.clip_len, vocab)
+  soft = ntp_step.soft_temperature(cfg) > 0
+  if soft:
+    missing = next((labels.key_of(source.key(int(i))) for i in indices
+                    if "candidate_losses" not in table[labels.key_of(source.key(int(i)))]), None)
+    if missing is not None:
+      raise ValueError(f"ntp: loss.soft_targets needs labels with candidate_losses, and {missing!r} has none "
+                       "(label with --config.label.candidate_losses=True)")
   ds = pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed, indices=indices,
-                             labels=table, label_vocab=vocab, label_slots=slots, label_scales=cfg.gaze.scales)
+                             labels=table, label_vocab=vocab, label_slots=slots, label_scales=cfg.gaze.scales,
+                             label_candidates=soft)
   return iter(ds), slots
 
 
 def step_batch(element: dict) -> dict:
-  """A pipeline element -> the NTP step's batch (video, ids, lens, task_losses)."""
-  return {"video": element["video"], "ids": element["label_ids"], "lens": element["label_lens"],
-          "task_losses": element["label_task_losses"]}
+  """A pipeline element -> the NTP step's batch (video, ids, lens, task_losses, and
+  candidate_losses when the labels' soft targets are trained on)."""
+  out = {"video": element["video"], "ids": element["label_ids"], "lens": element["label_lens"],
+         "task_losses": element["label_task_losses"]}
+  if "label_candidate_losses" in element:
+    out["candidate_losses"] = element["label_candidate_losses"]
+  return out
 
 
 def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = True) -> dict:
