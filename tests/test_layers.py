@@ -39,6 +39,11 @@ def test_rmsnorm_uses_eps_and_weight():
   np.testing.assert_allclose(norm(x), want, rtol=1e-6)
 
 
+def _keys_t(k_bhsd):
+  """Cache keys in layers.kv_cache's transposed layout (B, H, d, S)."""
+  return jnp.asarray(np.swapaxes(k_bhsd, 2, 3))
+
+
 def _naive_attention(q, k, v, ok):
   s = np.einsum("bqhd,bhsd->bhqs", q, k) / np.sqrt(q.shape[-1])
   s = np.where(ok[:, None], s, -np.inf)
@@ -60,10 +65,12 @@ def test_attend_cache_plus_block_and_chunking_equal_naive():
   ok = np.concatenate([np.broadcast_to(cache_ok[:, None], (b, t, s)), new_ok[:, None] & causal[None]], -1)
   want = _naive_attention(q, np.concatenate([kc, kn], 2), np.concatenate([vc, vn], 2), ok)
   for chunk in (512, 4):  # whole block, and query chunks with padding
-    got = layers.attend(jnp.asarray(q), kn, vn, jnp.asarray(new_ok), kc, vc, jnp.asarray(cache_ok), query_chunk=chunk)
+    got = layers.attend(jnp.asarray(q), kn, vn, jnp.asarray(new_ok), _keys_t(kc), vc, jnp.asarray(cache_ok),
+                        query_chunk=chunk)
     np.testing.assert_allclose(got, want, atol=1e-5)
   # Without a cache (teacher forcing), and grouped-query heads (2 KV heads for 4 queries).
-  got = layers.attend(jnp.asarray(q), kn[:, :2], vn[:, :2], jnp.asarray(new_ok), kc[:, :2, :0], vc[:, :2, :0], jnp.zeros((b, 0), bool))
+  got = layers.attend(jnp.asarray(q), kn[:, :2], vn[:, :2], jnp.asarray(new_ok), _keys_t(kc[:, :2, :0]), vc[:, :2, :0],
+                      jnp.zeros((b, 0), bool))
   rep = lambda x: np.repeat(x[:, :2], 2, axis=1)
   want = _naive_attention(q, rep(kn), rep(vn), new_ok[:, None] & causal[None])
   np.testing.assert_allclose(got, want, atol=1e-5)
@@ -72,7 +79,8 @@ def test_attend_cache_plus_block_and_chunking_equal_naive():
 def test_attention_row_without_visible_key_is_finite():
   q = jnp.ones((1, 1, 1, 4))
   k = jnp.ones((1, 1, 1, 4))
-  out = layers.attend(q, k, k, jnp.zeros((1, 1), bool), k[:, :, :0], k[:, :, :0], jnp.zeros((1, 0), bool))
+  empty_k, empty_v = layers.kv_cache(1, 1, 0, 4)
+  out = layers.attend(q, k, k, jnp.zeros((1, 1), bool), empty_k, empty_v, jnp.zeros((1, 0), bool))
   assert np.isfinite(np.asarray(out)).all()
 
 
@@ -91,7 +99,7 @@ def test_extent_bounded_cache_read_equals_naive_at_every_fill_level():
   new_ok[:, 0] = True
   causal = np.tril(np.ones((t, t), bool))
   rep = lambda x: np.repeat(x, h // hk, axis=1)
-  run = jax.jit(lambda e, ok, chunk: layers.attend(jnp.asarray(q), kn, vn, jnp.asarray(new_ok), kc, vc, ok,
+  run = jax.jit(lambda e, ok, chunk: layers.attend(jnp.asarray(q), kn, vn, jnp.asarray(new_ok), _keys_t(kc), vc, ok,
                                                    query_chunk=chunk, cache_extent=e), static_argnums=2)
   for extent in (0, 1, blk - 1, blk, blk + 1, 2 * blk + 5, s):
     # Slots past the extent are marked visible in the input: a read that went past it would

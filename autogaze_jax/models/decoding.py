@@ -22,6 +22,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from autogaze_jax.models import layers
 from autogaze_jax.models.gaze import GazeModel
 
 
@@ -47,7 +48,7 @@ class DecodeSpec:
 class DecodeState:
   """Carry between frames; also the streaming cache."""
 
-  kv: list  # per layer (k, v), each (B, H_kv, S, head_dim)
+  kv: list  # per layer (k, v) in layers.kv_cache's layout, S slots
   key_ok: jax.Array  # (B, S) bool, slot visible as a key
   prev_ids: jax.Array  # (B, G) int32 local ids of the previous frame (PAD = V)
   prev_len: jax.Array  # (B,) int32 generated slots of the previous frame
@@ -72,10 +73,9 @@ def init_state(model: GazeModel, batch: int, spec: DecodeSpec, num_slots: int,
                dtype=jnp.float32) -> DecodeState:
   dec = model.gaze_decoder
   attn = dec.layers[0].self_attn
-  shape = (batch, attn.num_kv, num_slots, attn.head_dim)
   grid = int(round(model.pos_embed.shape[0] ** 0.5))
   return DecodeState(
-    kv=[(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in dec.layers],
+    kv=[layers.kv_cache(batch, attn.num_kv, num_slots, attn.head_dim, dtype) for _ in dec.layers],
     key_ok=jnp.zeros((batch, num_slots), bool),
     prev_ids=jnp.full((batch, spec.slots), dec.vocab - 1, jnp.int32),
     prev_len=jnp.zeros((batch,), jnp.int32),
@@ -89,10 +89,9 @@ def init_state(model: GazeModel, batch: int, spec: DecodeSpec, num_slots: int,
 def grow_state(state: DecodeState, num_slots: int) -> DecodeState:
   """Pads the cache to `num_slots` slots (new slots invisible)."""
   extra = num_slots - state.key_ok.shape[1]
-  pad_kv = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0)))
   return dataclasses.replace(
     state,
-    kv=[(pad_kv(k), pad_kv(v)) for k, v in state.kv],
+    kv=[layers.pad_kv_cache(c, extra) for c in state.kv],
     key_ok=jnp.pad(state.key_ok, ((0, 0), (0, extra))),
   )
 

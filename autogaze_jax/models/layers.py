@@ -83,13 +83,26 @@ def _prefix_chunk(qc_bchd, qpos_c, k_bhsd, v_bhsd, ok_bs, scale):
 KV_BLOCK = 512  # cache slots per block of the extent-bounded read (`_blocked_cache`)
 
 
+def kv_cache(batch: int, num_kv: int, slots: int, head_dim: int, dtype=jnp.float32):
+  """An empty KV cache of `slots` slots: keys (B, H_kv, head_dim, S), stored transposed so the
+  decode step's scores q @ K are a plain product (XLA CPU runs the q @ K^T form over a
+  (S, head_dim) panel about 2.5x slower, docs/results.md), and values (B, H_kv, S, head_dim)."""
+  return (jnp.zeros((batch, num_kv, head_dim, slots), dtype), jnp.zeros((batch, num_kv, slots, head_dim), dtype))
+
+
+def pad_kv_cache(cache, extra: int):
+  """The cache with `extra` empty slots appended."""
+  k, v = cache
+  return (jnp.pad(k, ((0, 0), (0, 0), (0, 0), (0, extra))), jnp.pad(v, ((0, 0), (0, 0), (0, extra), (0, 0))))
+
+
 def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent, rep):
   """Softmax over [cache[:extent] | block], reading the cache in KV_BLOCK-slot blocks with an
   online (running max) softmax and a trip count of ceil(extent / KV_BLOCK): the empty slots
   past `extent` are never touched. qh (B, H, Q, d) scaled queries; s_new (B, H, Q, T) the
-  block's masked scores; cache_k/cache_v (B, H_kv, S, d), each read block repeated to the
+  block's masked scores; cache_k (B, H_kv, d, S) and cache_v (B, H_kv, S, d) (`kv_cache`), each read block repeated to the
   query heads by `rep`. Returns (B, Q, H, d). Forward only (a dynamic trip count)."""
-  size = cache_k.shape[2]
+  size = cache_v.shape[2]
   m = s_new.max(-1)
   e = jnp.exp(s_new - m[..., None])
   acc = (m, e.sum(-1), jnp.einsum("bhqs,bhsd->bhqd", e.astype(new_v.dtype), new_v).astype(jnp.float32))
@@ -99,9 +112,9 @@ def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent, rep)
     lo = jnp.minimum(i * KV_BLOCK, size - KV_BLOCK)  # the last block is clamped inside the cache
     idx = lo + jnp.arange(KV_BLOCK)
     keep = jax.lax.dynamic_slice_in_dim(cache_ok_bs, lo, KV_BLOCK, axis=1) & (idx >= i * KV_BLOCK) & (idx < extent)
-    kb = rep(jax.lax.dynamic_slice_in_dim(cache_k, lo, KV_BLOCK, axis=2))
+    kb = rep(jax.lax.dynamic_slice_in_dim(cache_k, lo, KV_BLOCK, axis=3))
     vb = rep(jax.lax.dynamic_slice_in_dim(cache_v, lo, KV_BLOCK, axis=2))
-    sb = jnp.einsum("bhqd,bhsd->bhqs", qh, kb).astype(jnp.float32)
+    sb = jnp.einsum("bhqd,bhds->bhqs", qh, kb).astype(jnp.float32)
     sb = jnp.where(keep[:, None, None], sb, _NEG)
     m_new = jnp.maximum(m, sb.max(-1))
     scale_old, eb = jnp.exp(m - m_new), jnp.exp(sb - m_new[..., None])
@@ -119,8 +132,8 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
 
   new_k/new_v (B, H_kv, T, d): the block's own keys/values, causal inside the block (query
   i of the last Q sits at block position T - Q + i); new_ok (B, T) marks visible block keys.
-  cache_k/cache_v (B, H_kv, S, d), cache_ok (B, S): earlier tokens, all in the past (S may
-  be 0). Masked scores use the float32 minimum rather than -inf, so a row without a visible
+  cache_k (B, H_kv, d, S) and cache_v (B, H_kv, S, d) (`kv_cache`'s layout), cache_ok (B, S):
+  earlier tokens, all in the past (S may be 0). Masked scores use the float32 minimum rather than -inf, so a row without a visible
   key stays finite. Long query blocks run in chunks to bound the score memory.
   cache_extent (traced int, optional): no cache slot at or past it is visible; the cache is
   then read in blocks of KV_BLOCK slots up to it only (`_blocked_cache`), not in full.
@@ -129,13 +142,14 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
   t = new_k.shape[2]
   groups = h // new_k.shape[1]
   rep = (lambda x: jnp.repeat(x, groups, axis=1)) if groups > 1 else (lambda x: x)
-  bounded = cache_extent is not None and cache_k.shape[2] > KV_BLOCK
+  slots = cache_v.shape[2]
+  bounded = cache_extent is not None and slots > KV_BLOCK
   raw_cache = (cache_k, cache_v)  # the bounded read repeats its blocks, not the whole cache
   new_k, new_v = rep(new_k), rep(new_v)
   if not bounded:
     cache_k, cache_v = rep(cache_k), rep(cache_v)
   scale = 1.0 / math.sqrt(d)
-  has_cache = cache_k.shape[2] > 0
+  has_cache = slots > 0
 
   def one(qc, qpos):  # qc (B, c, H, d); qpos (c,) positions inside the block
     qh = jnp.swapaxes(qc * scale, 1, 2)
@@ -147,7 +161,7 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
     if bounded:
       return _blocked_cache(qh, s, new_v, *raw_cache, cache_ok_bs, cache_extent, rep)
     # Two-part softmax over [cache | block] without concatenating the scores.
-    sc = jnp.einsum("bhqd,bhsd->bhqs", qh, cache_k).astype(jnp.float32)
+    sc = jnp.einsum("bhqd,bhds->bhqs", qh, cache_k).astype(jnp.float32)
     sc = jnp.where(cache_ok_bs[:, None, None], sc, _NEG)
     m = jnp.maximum(sc.max(-1, keepdims=True), s.max(-1, keepdims=True))
     ec, en = jnp.exp(sc - m), jnp.exp(s - m)
@@ -197,7 +211,7 @@ class Attention(nnx.Module):
     """Attends a block of T new tokens over the cache and itself, then writes the block's
     K/V into the cache at slot `start` (contiguous).
 
-    cache: (k, v), each (B, num_kv, S, head_dim), keys stored after RoPE; S may be 0.
+    cache: (k, v) in `kv_cache`'s layout, keys stored after RoPE; S may be 0.
     cache_ok (B, S): visible cache slots, all earlier than the block. new_ok (B, T): visible
     block tokens. last_only: queries (and outputs) for the last token only.
     cache_extent: as `attend`'s (None: read the whole cache).
@@ -212,10 +226,10 @@ class Attention(nnx.Module):
     q = apply_rope(q, pq, inv_freq)
     ck, cv = cache
     o = attend(q, k, v, new_ok_bt, ck, cv, cache_ok_bs, cache_extent=cache_extent)
-    if ck.shape[2]:
+    if cv.shape[2]:
       # Read the cache before writing it, so XLA can update the buffer in place.
       o, ck, cv = jax.lax.optimization_barrier((o, ck, cv))
-      ck = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), start, axis=2)
+      ck = jax.lax.dynamic_update_slice_in_dim(ck, jnp.swapaxes(k, 2, 3).astype(ck.dtype), start, axis=3)
       cv = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), start, axis=2)
       ck = mesh_lib.constrain(ck, ("batch", None, None, None))
       cv = mesh_lib.constrain(cv, ("batch", None, None, None))

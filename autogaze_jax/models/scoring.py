@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from autogaze_jax.models import layers
 from autogaze_jax.models.gaze import GazeModel
 
 
@@ -56,8 +57,8 @@ def slot_distributions(model: GazeModel, tokens, ids_btg, gen_len_bt, fed_ids=No
   ], 2).reshape(b, -1)
   pos = jnp.cumsum(ok, -1) - 1
   attn = dec.layers[0].self_attn
-  empty = jnp.zeros((b, attn.num_kv, 0, attn.head_dim), x.dtype)
-  h, _ = dec.trunk(x, pos, ok, [(empty, empty)] * len(dec.layers), 0, jnp.zeros((b, 0), bool))
+  empty = layers.kv_cache(b, attn.num_kv, 0, attn.head_dim, x.dtype)
+  h, _ = dec.trunk(x, pos, ok, [empty] * len(dec.layers), 0, jnp.zeros((b, 0), bool))
 
   # Source positions per frame: its last vision token, then the last slot of each K block.
   c = g // kk

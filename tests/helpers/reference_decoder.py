@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from autogaze_jax.models import layers
+
 # The growing cache lives in buffers of a multiple of this many slots, the slots past its
 # length masked, so one compiled trunk serves many lengths (compiling the trunk, or each of
 # its ops eagerly, for every new length made this loop the slowest part of the suite).
@@ -31,8 +33,7 @@ def _trunk(dec, x, pos, new_ok, cache, cache_ok):
   buffers, length = cache
   n = x.shape[1]
   need = -(-(length + n) // BUCKET) * BUCKET
-  buffers = [tuple(jnp.pad(c, ((0, 0), (0, 0), (0, need - c.shape[2]), (0, 0))) for c in layer)
-             for layer in buffers]
+  buffers = [layers.pad_kv_cache(c, need - c[1].shape[2]) for c in buffers]
   ok = jnp.pad(cache_ok, ((0, 0), (0, need - cache_ok.shape[1])))
   h, grown = _compiled_trunk(dec)(x, pos, new_ok, buffers, jnp.int32(length), ok)
   return h[:, -1], (grown, length + n)
@@ -45,7 +46,7 @@ def official_generate(model, video, budgets, eps=None):
   tokens, _ = model.encode(jnp.asarray(video))
   b, t_frames, p, _ = tokens.shape
   attn = dec.layers[0].self_attn
-  cache = ([(jnp.zeros((b, attn.num_kv, 0, attn.head_dim)),) * 2 for _ in dec.layers], 0)
+  cache = ([layers.kv_cache(b, attn.num_kv, 0, attn.head_dim) for _ in dec.layers], 0)
   hist = np.zeros((b, 0), bool)  # visibility of cached tokens
   pending = np.zeros((b, 0), np.int64)
   frames = []
