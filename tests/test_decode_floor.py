@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax.models import gaze_config
+from autogaze_jax.models import gaze_config, layers
 from autogaze_jax.models.gaze import GazeModel
 
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "decode_floor.py"
@@ -24,11 +24,11 @@ def _xla_block_flops(dec, fed: int, before: int) -> float:
   last-only), then the heads: what one prefill or decode step computes."""
   graphdef, state = nnx.split(dec)
   kv, hd = dec.layers[0].self_attn.num_kv, dec.layers[0].self_attn.head_dim
-  cache = jnp.zeros((1, kv, before, hd))
+  cache = layers.kv_cache(1, kv, before, hd)
 
   def block(state, x):
     d = nnx.merge(graphdef, state)
-    h, _ = d.trunk(x, before + jnp.arange(fed)[None], jnp.ones((1, fed), bool), [(cache, cache)] * len(d.layers),
+    h, _ = d.trunk(x, before + jnp.arange(fed)[None], jnp.ones((1, fed), bool), [cache] * len(d.layers),
                    before, jnp.ones((1, before), bool), last_only=True)
     return d.heads(h[:, -1])
 
