@@ -34,6 +34,10 @@ def test_bfloat16_gazes_run_in_bfloat16_and_mostly_agree(tiny_video):
   tokens, _ = model.encode(jnp.asarray(tiny_video))
   state = decoding.init_state(model, 3, decoding.DecodeSpec(slots=12), 64, tokens.dtype)
   assert tokens.dtype == jnp.bfloat16 and state.kv[0][0].dtype == jnp.bfloat16
+  stream = half.stream(3, gazing_ratio=0.6)
+  assert stream.state.kv[0][0].dtype == jnp.bfloat16 and stream.state.conv[0].dtype == jnp.bfloat16
+  first = stream.step(tiny_video[:, 0])
+  assert ((first["gazing_pos"] >= 0) & (first["gazing_pos"] < 20)).all()
   out = half.gaze(tiny_video, gazing_ratio=0.6)
   assert np.isfinite(out["task_loss_prediction"]).all()
   same = np.mean([set(a[:n]) == set(b[:n]) for a, b, n in

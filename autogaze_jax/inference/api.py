@@ -256,7 +256,8 @@ class GazeStream:
     self.keys = decoding.frame_keys(key if key is not None else jax.random.key(0), batch_size)
     model = gazer.model
     slots = decoding.cache_slots(model, self.spec, self.max_frames or 0)
-    self.state = decoding.init_state(model, batch_size, self.spec, slots)
+    # The caches take the model's compute dtype, as in whole-clip decoding (bf16 models: bf16).
+    self.state = decoding.init_state(model, batch_size, self.spec, slots, model.pos_embed[...].dtype)
     self.frames_seen = 0
     self._step = gazer._jit("stream", functools.partial(gazer._stream_fn, spec=self.spec), self.spec, donate=1)
 
