@@ -100,8 +100,9 @@ def _blocked_cache(qh, s_new, new_v, cache_k, cache_v, cache_ok_bs, extent, rep)
   """Softmax over [cache[:extent] | block], reading the cache in KV_BLOCK-slot blocks with an
   online (running max) softmax and a trip count of ceil(extent / KV_BLOCK): the empty slots
   past `extent` are never touched. qh (B, H, Q, d) scaled queries; s_new (B, H, Q, T) the
-  block's masked scores; cache_k (B, H_kv, d, S) and cache_v (B, H_kv, S, d) (`kv_cache`), each read block repeated to the
-  query heads by `rep`. Returns (B, Q, H, d). Forward only (a dynamic trip count)."""
+  block's masked scores; cache_k (B, H_kv, d, S) and cache_v (B, H_kv, S, d) (`kv_cache`),
+  each read block repeated to the query heads by `rep`. Returns (B, Q, H, d). Forward only (a
+  dynamic trip count)."""
   size = cache_v.shape[2]
   m = s_new.max(-1)
   e = jnp.exp(s_new - m[..., None])
@@ -133,8 +134,9 @@ def attend(q_bqhk, new_k, new_v, new_ok_bt, cache_k, cache_v, cache_ok_bs, query
   new_k/new_v (B, H_kv, T, d): the block's own keys/values, causal inside the block (query
   i of the last Q sits at block position T - Q + i); new_ok (B, T) marks visible block keys.
   cache_k (B, H_kv, d, S) and cache_v (B, H_kv, S, d) (`kv_cache`'s layout), cache_ok (B, S):
-  earlier tokens, all in the past (S may be 0). Masked scores use the float32 minimum rather than -inf, so a row without a visible
-  key stays finite. Long query blocks run in chunks to bound the score memory.
+  earlier tokens, all in the past (S may be 0). Masked scores use the float32 minimum rather
+  than -inf, so a row without a visible key stays finite. Long query blocks run in chunks to
+  bound the score memory.
   cache_extent (traced int, optional): no cache slot at or past it is visible; the cache is
   then read in blocks of KV_BLOCK slots up to it only (`_blocked_cache`), not in full.
   """
