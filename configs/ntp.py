@@ -24,7 +24,7 @@ import ml_collections
 
 
 def get_config(arg: str = "tiny"):
-  """tiny: 64-px 8-frame clips, scales 32+64 (V=20), the tiny gaze model (K=3), matching
+  """tiny: 64-px 8-frame clips, scales 32+64 (V=20), the tiny stages' gaze model (K=1), matching
   configs/recon.py:tiny. small: official scales 32+64+112+224 (V=265) and the released gaze
   architecture (K=10) with a test-sized reconstructor. official: the official recipe (docs/design.md, "Optimizers"): global
   batch 1024 in micro-batches of 256 (grad accumulation 4), Adam 5e-4 -> 1e-5 linearly, no

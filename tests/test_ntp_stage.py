@@ -20,6 +20,7 @@ V, K = 20, 3
 
 def tiny_cfg():
   cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
+  cfg.gaze.decoder.num_multi_token_pred = K  # slots pad to a multiple of K: exercised at K = 3
   cfg.clip_len, cfg.batch_size, cfg.micro_batch_size = 2, 4, 2
   cfg.data.synthetic_count = 32
   cfg.steps, cfg.log_every, cfg.checkpoint_every = 3, 1, 2
