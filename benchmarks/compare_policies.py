@@ -30,15 +30,18 @@ from autogaze_jax.weights import gaze as gaze_weights
 PER_FRAME_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # 1 .. 6 gazes per frame at V = 20
 
 
-def curves(recon, mesh, clips, ratios, frames, models: list[str], with_oracle: bool) -> tuple[dict, list]:
-  """{policy: (N, budgets) losses} on `frames`, and the grid's ratios."""
+def curves(recon, mesh, clips, ratios, frames, models: list[str], with_oracle: bool, eps: float,
+           oracle_max_ratio: float) -> tuple[dict, list, tuple]:
+  """{policy: (N, budgets) losses} on `frames`, the grid's ratios and its gazes per frame. The
+  oracle searches every clip up to `oracle_max_ratio`, and past it only the clips that have not
+  reached `eps` (as the main job's evaluation does)."""
   cv = heldout.Curves(recon, mesh, clips, ratios, frames)
   out = {"random": cv.random()}
   for path in models:
     out[path] = cv.policy(gaze_weights.load_gaze(path, mesh)[1])
   if with_oracle:
-    out["oracle"] = cv.oracle(max_ratio=max(ratios))[0]
-  return out, cv.ratios
+    out["oracle"] = cv.oracle(max_ratio=oracle_max_ratio, eps=eps)[0]
+  return out, cv.ratios, cv.budgets
 
 
 def main():
@@ -52,12 +55,15 @@ def main():
   ap.add_argument("--json", default="")
   args = ap.parse_args()
   cfg = config_files.load(args.config)
-  models = [m for m in args.models.split(",") if m]
+  models = list(dict.fromkeys(m for m in args.models.split(",") if m))
+  if {"random", "oracle"} & set(models):
+    raise SystemExit("--models: 'random' and 'oracle' name the baselines; give model folders")
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
   recon = oracle.from_stage0(args.recon, mesh)
   clips = pipeline.eval_clips(pipeline.for_training(cfg), args.clips, cfg.seed)
   eps = cfg.eval.eps
-  losses, ratios = curves(recon, mesh, clips, cfg.eval.ratios, cfg.eval.frames, models, args.oracle)
+  cap = cfg.eval.get("oracle_max_ratio", 0.3)
+  losses, ratios, _ = curves(recon, mesh, clips, cfg.eval.ratios, cfg.eval.frames, models, args.oracle, eps, cap)
   at_eps = {k: clip_stats.ratio_at_eps(v, ratios, eps) for k, v in losses.items()}
   report = {"clips": args.clips, "eps": eps, "frames": list(cfg.eval.frames), "policies": {}}
   print(f"{args.clips} val clips, ratio to reach eps = {eps} on frames {tuple(cfg.eval.frames)}")
@@ -73,9 +79,10 @@ def main():
     later = tuple(f for f in cfg.eval.frames if f > 0)
     report["per_frame"] = {}
     for label, frames in (("frame 0", (0,)), (f"frames {later}", later)):
-      per, grid = curves(recon, mesh, clips, PER_FRAME_RATIOS, frames, models, args.oracle)
-      budgets = [round(r * cfg.gaze.num_vision_tokens_each_frame) for r in grid]
-      print(f"mean loss on {label} at {budgets} gazes per frame")
+      # every clip is searched at every budget here (cap = the grid's end), so no mean skips a clip
+      per, _, budgets = curves(recon, mesh, clips, PER_FRAME_RATIOS, frames, models, args.oracle, eps,
+                               max(PER_FRAME_RATIOS))
+      print(f"mean loss on {label} at {list(budgets)} gazes per frame")
       report["per_frame"][label] = {k: np.nanmean(v, 0).tolist() for k, v in per.items()}
       for name, v in report["per_frame"][label].items():
         print(f"  {name[-40:]:>40}  " + " ".join(f"{x:.3f}" for x in v))

@@ -56,10 +56,11 @@ def gaze_stage(stage: str, arg: str) -> ml_collections.ConfigDict:
 def tiny_stage_gaze(width: int = 64, k: int = 1) -> ml_collections.ConfigDict:
   """The tiny stages' gaze model: gaze_config.tiny_config() widened from 32 to `width` (vision
   and decoder; MLP 2x, 4 heads), emitting `k` gazes per decoding step. Both chosen on the val
-  split (docs/results.md, "Follow-up" and "One gaze per step"): 32 wide fits the data worse and
-  128 is slower without a gain; with K = 3 a frame's first three picks come from one position,
-  none seeing the others, so among the oracle's near-tied picks (one cell per background
-  block) they often land twice on one block, and K = 1 lets each pick see those before it."""
+  split (docs/results.md, "Follow-up" and "One gaze per decoding step"): 32 wide fits the data
+  worse and 128 is slower without a gain; with K = 3 a frame's first three picks come from one
+  position, none seeing the others, so among the oracle's near-tied picks (one cell per
+  background block) they often land twice in one block, and K = 1 lets each pick see those
+  before it."""
   g = gaze_config.tiny_config()
   g.vision.hidden_dim = g.vision.out_dim = g.decoder.hidden_size = width
   g.decoder.intermediate_size = 2 * width
