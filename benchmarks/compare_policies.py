@@ -30,15 +30,16 @@ from autogaze_jax.weights import gaze as gaze_weights
 PER_FRAME_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # 1 .. 6 gazes per frame at V = 20
 
 
-def curves(recon, mesh, clips, ratios, frames, models: list[str], with_oracle: bool, eps: float,
+def curves(recon, mesh, clips, ratios, frames, models: dict, with_oracle: bool, eps: float,
            oracle_max_ratio: float) -> tuple[dict, list, tuple]:
-  """{policy: (N, budgets) losses} on `frames`, the grid's ratios and its gazes per frame. The
+  """{policy: (N, budgets) losses} on `frames` of random gazes, each of `models` ({name: loaded
+  gaze model}) and the oracle if asked, the grid's ratios and its gazes per frame. The
   oracle searches every clip up to `oracle_max_ratio`, and past it only the clips that have not
   reached `eps` (as the main job's evaluation does)."""
   cv = heldout.Curves(recon, mesh, clips, ratios, frames)
   out = {"random": cv.random()}
-  for path in models:
-    out[path] = cv.policy(gaze_weights.load_gaze(path, mesh)[1])
+  for name, model in models.items():
+    out[name] = cv.policy(model)
   if with_oracle:
     out["oracle"] = cv.oracle(max_ratio=oracle_max_ratio, eps=eps)[0]
   return out, cv.ratios, cv.budgets
@@ -55,10 +56,11 @@ def main():
   ap.add_argument("--json", default="")
   args = ap.parse_args()
   cfg = config_files.load(args.config)
-  models = list(dict.fromkeys(m for m in args.models.split(",") if m))
-  if {"random", "oracle"} & set(models):
+  paths = list(dict.fromkeys(m for m in args.models.split(",") if m))
+  if {"random", "oracle"} & set(paths):
     raise SystemExit("--models: 'random' and 'oracle' name the baselines; give model folders")
   mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  models = {path: gaze_weights.load_gaze(path, mesh)[1] for path in paths}  # loaded once, scored on every grid
   recon = oracle.from_stage0(args.recon, mesh)
   clips = pipeline.eval_clips(pipeline.for_training(cfg), args.clips, cfg.seed)
   eps = cfg.eval.eps
@@ -69,8 +71,8 @@ def main():
   print(f"{args.clips} val clips, ratio to reach eps = {eps} on frames {tuple(cfg.eval.frames)}")
   for name, r in at_eps.items():
     row = {"ratio_mean": float(r.mean()), "ratio_median": float(np.median(r))}
-    if models and name != models[0]:
-      row["minus_first_model"] = clip_stats.paired_difference(r, at_eps[models[0]])
+    if paths and name != paths[0]:
+      row["minus_first_model"] = clip_stats.paired_difference(r, at_eps[paths[0]])
     report["policies"][name] = row
     diff = row.get("minus_first_model")
     shown = "" if diff is None else "  minus first model {:+.3f} [{:+.3f}, {:+.3f}]".format(diff["mean"], *diff["ci95"])
