@@ -1,17 +1,21 @@
 """The main job's curves: the greedy oracle searched past its ratio cap only for the clips that
-have not reached ε gives the same per-clip ratios as searching every clip at every budget."""
+have not reached ε gives the same per-clip ratios as searching every clip at every budget; the
+policies' grid in one program equals one decode per budget."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
+from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.data import synthetic
-from autogaze_jax.models import gaze_config, recon_config
+from autogaze_jax.models import decoding, gaze_config, recon_config
 from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.models.reconstructor import Reconstructor
-from autogaze_jax.train import clip_stats, heldout
+from autogaze_jax.train import clip_stats, evals, heldout, task
 
 RATIOS = (0.05, 0.1, 0.25, 0.5)
 
@@ -52,3 +56,29 @@ def test_random_and_policy_curves_have_one_row_per_clip(curves):
   policy = curves.policy(model)
   assert policy.shape == (4, 4) and np.isfinite(policy).all()
   assert not np.allclose(policy, rnd)
+
+
+def test_one_program_for_the_grid_equals_one_decode_per_budget(curves):
+  """policy_losses decodes every budget with the largest budget's slots (the budget traced);
+  each budget's gazes and loss equal a decode sized for that budget alone (K = 3, so the slot
+  counts differ: 3, 3, 6, 12), and random_losses equals drawing each budget's gazes apart."""
+  with mesh_lib.use(curves.mesh):
+    model = GazeModel(gaze_config.tiny_config(), nnx.Rngs(3))
+    video = image_lib.normalize_on_device(jnp.asarray(curves.clips))
+    frames = jnp.asarray(curves.frames, jnp.int32)
+    b, t = video.shape[:2]
+    grid, kept = evals.policy_losses(model, curves.recon, video, frames, curves.budgets, keep=5)
+    rnd = evals.random_losses(curves.recon, video, frames, curves.budgets, curves.vocab, jax.random.key(1))
+    for j, n in enumerate(curves.budgets):
+      spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(n, 3))
+      ids, lens = decoding.generate(model, video, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None, 1.0, spec)
+      alone = task.evaluate(curves.recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
+      np.testing.assert_allclose(grid[:, j], alone, rtol=1e-5, atol=1e-6)
+      if n == 5:
+        np.testing.assert_array_equal(kept[:, : ids.shape[2]], ids[0])
+        assert (kept[:, ids.shape[2]:] == curves.vocab).all()  # PAD past the budget's slots
+      r = (n + 0.5) / curves.vocab
+      ids, lens = task.random_gazes(jax.random.fold_in(jax.random.key(1), n), b, t, curves.vocab, n, r, r)
+      alone = task.evaluate(curves.recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
+      np.testing.assert_allclose(rnd[:, j], alone, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(grid[:, 0], grid[:, -1])  # the budget reaches the decoding

@@ -45,26 +45,37 @@ def budget_grid(ratios, vocab: int) -> tuple[int, ...]:
 
 def policy_losses(model, recon, video, frames, budgets, keep: int | None = None):
   """(B, n budgets) reconstruction losses of greedy budget-only gazes, and the first clip's
-  local ids (T, slots) at budget `keep` (None if not asked)."""
+  local ids (T, slots) at budget `keep` (None if not asked; PAD past the budget).
+
+  Every budget decodes with the slots of the largest one: the budget is a traced input of
+  decoding (the steps past it feed nothing), so one program, compiled once, serves the whole
+  grid (`lax.map`), where a program per budget cost ~5 s of compiling each on the tiny
+  models. The vision tokens are encoded once for all budgets."""
   b, t = video.shape[:2]
-  k = model.gaze_decoder.k
-  out, kept = [], None
-  for n in budgets:
-    spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(n, k))
-    ids, lens = decoding.generate(model, video, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None, 1.0, spec)
-    out.append(task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1))
-    if n == keep:
-      kept = ids[0]
-  return jnp.stack(out, 1), kept
+  spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(max(budgets), model.gaze_decoder.k))
+  tokens = model.encode(video)[0]
+
+  def one(n):
+    ids, lens = decoding.generate_tokens(model, tokens, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None,
+                                         1.0, spec)
+    return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1), ids[0]
+
+  loss, first_ids = jax.lax.map(one, jnp.asarray(budgets, jnp.int32))
+  kept = None if keep is None else first_ids[list(budgets).index(keep)]
+  return loss.T, kept
 
 
 def random_losses(recon, video, frames, budgets, vocab: int, key):
-  out = []
-  for n in budgets:
+  """(B, n budgets) losses of n distinct uniformly random tokens per frame, one program for
+  the grid as `policy_losses` (a clip's draw at budget n is the same for any grid)."""
+  b, t = video.shape[:2]
+
+  def one(n):
     r = (n + 0.5) / vocab  # exactly n random tokens per frame
-    ids, lens = task.random_gazes(jax.random.fold_in(key, n), video.shape[0], video.shape[1], vocab, n, r, r)
-    out.append(task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1))
-  return jnp.stack(out, 1)
+    ids, lens = task.random_gazes(jax.random.fold_in(key, n), b, t, vocab, max(budgets), r, r)
+    return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
+
+  return jax.lax.map(one, jnp.asarray(budgets, jnp.int32)).T
 
 
 def ratio_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frames, prefix: str = "eval_",
