@@ -52,7 +52,7 @@ def get_config(arg: str = "tiny"):
   c.log_every = pick(10, 10, 50)
   c.checkpoint_every = pick(100, 200, 500)
   # history_noise: the chance that a label slot read as history is fed as a random id instead
-  # (ntp/step.py; ours, not the official recipe, so 0 in the other variants): teacher forcing
+  # (ntp/step.py; ours, not the official recipe; 0 in small and official): teacher forcing
   # otherwise only shows the labeller's own history, never the model's own mistakes.
   # soft_targets: the temperature of NTP's soft targets from the labeller's candidate losses
   # (ntp/step.py; ours, not the official recipe; 0 in every variant: on the tiny val clips

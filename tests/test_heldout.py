@@ -82,3 +82,15 @@ def test_one_program_for_the_grid_equals_one_decode_per_budget(curves):
       alone = task.evaluate(curves.recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
       np.testing.assert_allclose(rnd[:, j], alone, rtol=1e-5, atol=1e-6)
   assert not np.allclose(grid[:, 0], grid[:, -1])  # the budget reaches the decoding
+
+
+def test_budget_groups_bound_the_padding_and_keep_the_order():
+  tiny = evals.budget_grid((0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0), 20)
+  assert evals.budget_groups(tiny) == [(1, 2, 3, 4), (5, 6, 8, 10, 15, 20)]
+  released = evals.budget_grid((0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0), 265)
+  groups = evals.budget_groups(released, k=10)
+  assert sum(groups, ()) == released and len(groups) > 1
+  for g in groups:  # no budget is padded past 4x its own slots
+    assert vocab_lib.slots_per_frame(g[-1], 10) <= evals.SLOT_SPREAD * vocab_lib.slots_per_frame(g[0], 10)
+  with pytest.raises(ValueError, match="keep=7"):
+    evals.policy_losses(None, None, np.zeros((1, 2)), None, (1, 2, 5), keep=7)

@@ -43,39 +43,68 @@ def budget_grid(ratios, vocab: int) -> tuple[int, ...]:
   return tuple(sorted({int(vocab_lib.budgets_from_ratio(r, 1, vocab)[0]) for r in ratios}))
 
 
+SLOT_SPREAD = 4  # a budget shares its group's program while its slots are >= 1/4 of the group's
+
+
+def budget_groups(budgets, k: int = 1) -> list[tuple[int, ...]]:
+  """The ascending budgets in runs that decode and score in one program, sized for the run's
+  largest: a run grows while the largest budget's slots stay within SLOT_SPREAD x the smallest's.
+  One program per budget costs ~5 s of compiling each for the tiny models, and one for the whole
+  grid would pad the official grid's 13-gaze budget to 270 slots (decode cache and reconstructor
+  sequence), so runs bound the padding at 4x (tiny grid: 1-4 and 5-20 gazes, two programs)."""
+  groups = []
+  for n in sorted(budgets):
+    if groups and vocab_lib.slots_per_frame(n, k) <= SLOT_SPREAD * vocab_lib.slots_per_frame(groups[-1][0], k):
+      groups[-1].append(n)
+    else:
+      groups.append([n])
+  return [tuple(g) for g in groups]
+
+
 def policy_losses(model, recon, video, frames, budgets, keep: int | None = None):
-  """(B, n budgets) reconstruction losses of greedy budget-only gazes, and the first clip's
-  local ids (T, slots) at budget `keep` (None if not asked; PAD past the budget).
+  """(B, n budgets) reconstruction losses of greedy budget-only gazes (budgets ascending), and
+  the first clip's local ids (T, slots) at budget `keep` (None if not asked; PAD past the
+  budget; `keep` must be one of the budgets).
 
-  Every budget decodes with the slots of the largest one: the budget is a traced input of
-  decoding (the steps past it feed nothing), so one program, compiled once, serves the whole
-  grid (`lax.map`), where a program per budget cost ~5 s of compiling each on the tiny
-  models. The vision tokens are encoded once for all budgets."""
+  The budget is a traced input of decoding (the steps past it feed nothing), so the budgets of
+  a `budget_groups` run share one program (`lax.map`) with that run's largest slots. The vision
+  tokens are encoded once for all budgets."""
+  if list(budgets) != sorted(set(budgets)):
+    raise ValueError(f"policy_losses: budgets must ascend without repeats, got {tuple(budgets)}")
+  if keep is not None and keep not in budgets:
+    raise ValueError(f"policy_losses: keep={keep} is not one of the budgets {tuple(budgets)}")
   b, t = video.shape[:2]
-  spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(max(budgets), model.gaze_decoder.k))
   tokens = model.encode(video)[0]
+  losses, kept = [], None
+  for group in budget_groups(budgets, model.gaze_decoder.k):
+    spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(group[-1], model.gaze_decoder.k))
 
-  def one(n):
-    ids, lens = decoding.generate_tokens(model, tokens, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None,
-                                         1.0, spec)
-    return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1), ids[0]
+    def one(n, spec=spec):
+      ids, lens = decoding.generate_tokens(model, tokens, jnp.full((t,), n, jnp.int32), jnp.zeros((b, t)), None,
+                                           1.0, spec)
+      return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1), ids[0]
 
-  loss, first_ids = jax.lax.map(one, jnp.asarray(budgets, jnp.int32))
-  kept = None if keep is None else first_ids[list(budgets).index(keep)]
-  return loss.T, kept
+    loss, first_ids = jax.lax.map(one, jnp.asarray(group, jnp.int32))
+    losses.append(loss)
+    if keep in group:
+      kept = first_ids[group.index(keep)]
+  return jnp.concatenate(losses).T, kept
 
 
 def random_losses(recon, video, frames, budgets, vocab: int, key):
-  """(B, n budgets) losses of n distinct uniformly random tokens per frame, one program for
-  the grid as `policy_losses` (a clip's draw at budget n is the same for any grid)."""
+  """(B, n budgets) losses of n distinct uniformly random tokens per frame, one program per
+  `budget_groups` run as `policy_losses` (a clip's draw at budget n is the same in any run)."""
   b, t = video.shape[:2]
+  out = []
+  for group in budget_groups(budgets):
 
-  def one(n):
-    r = (n + 0.5) / vocab  # exactly n random tokens per frame
-    ids, lens = task.random_gazes(jax.random.fold_in(key, n), b, t, vocab, max(budgets), r, r)
-    return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
+    def one(n, slots=group[-1]):
+      r = (n + 0.5) / vocab  # exactly n random tokens per frame
+      ids, lens = task.random_gazes(jax.random.fold_in(key, n), b, t, vocab, slots, r, r)
+      return task.evaluate(recon, video, ids, lens, frames)["loss_each_frame"].mean(-1)
 
-  return jax.lax.map(one, jnp.asarray(budgets, jnp.int32)).T
+    out.append(jax.lax.map(one, jnp.asarray(group, jnp.int32)))
+  return jnp.concatenate(out).T
 
 
 def ratio_evaluator(graphdef, recon, mesh, clips_u8, *, eps: float, ratios, frames, prefix: str = "eval_",

@@ -17,7 +17,7 @@ picks among near-equal candidates are otherwise arbitrary one-hot targets, and e
 losses say how much each of the other candidates would have helped. As the temperature goes
 to 0 the loss becomes the hard one.
 
-History noise (ours, not the official recipe; 0 = off, the default of every variant):
+History noise (ours, not the official recipe; 0 = off, the default of every variant but tiny, 0.3):
 each real label slot the decoder reads as history is replaced, with that probability, by a
 uniformly random id, while the targets stay the labels. Teacher forcing otherwise shows the
 model only the labeller's own history, and a model that learns to continue that history
