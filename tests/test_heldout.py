@@ -1,6 +1,6 @@
 """The main job's curves: the greedy oracle searched past its ratio cap only for the clips that
 have not reached ε gives the same per-clip ratios as searching every clip at every budget; the
-policies' grid in one program equals one decode per budget."""
+policies' grid in shared programs equals one decode per budget."""
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +59,7 @@ def test_random_and_policy_curves_have_one_row_per_clip(curves):
 
 
 def test_one_program_for_the_grid_equals_one_decode_per_budget(curves):
-  """policy_losses decodes every budget with the largest budget's slots (the budget traced);
+  """policy_losses decodes each budget with its group's largest slots (here one group, the budget traced);
   each budget's gazes and loss equal a decode sized for that budget alone (K = 3, so the slot
   counts differ: 3, 3, 6, 12), and random_losses equals drawing each budget's gazes apart."""
   with mesh_lib.use(curves.mesh):

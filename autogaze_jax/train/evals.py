@@ -52,8 +52,10 @@ def budget_groups(budgets, k: int = 1) -> list[tuple[int, ...]]:
   One program per budget costs ~5 s of compiling each for the tiny models, and one for the whole
   grid would pad the official grid's 13-gaze budget to 270 slots (decode cache and reconstructor
   sequence), so runs bound the padding at 4x (tiny grid: 1-4 and 5-20 gazes, two programs)."""
+  if list(budgets) != sorted(set(budgets)):
+    raise ValueError(f"evals: budgets must ascend without repeats, got {tuple(budgets)}")
   groups = []
-  for n in sorted(budgets):
+  for n in budgets:
     if groups and vocab_lib.slots_per_frame(n, k) <= SLOT_SPREAD * vocab_lib.slots_per_frame(groups[-1][0], k):
       groups[-1].append(n)
     else:
@@ -69,14 +71,13 @@ def policy_losses(model, recon, video, frames, budgets, keep: int | None = None)
   The budget is a traced input of decoding (the steps past it feed nothing), so the budgets of
   a `budget_groups` run share one program (`lax.map`) with that run's largest slots. The vision
   tokens are encoded once for all budgets."""
-  if list(budgets) != sorted(set(budgets)):
-    raise ValueError(f"policy_losses: budgets must ascend without repeats, got {tuple(budgets)}")
   if keep is not None and keep not in budgets:
     raise ValueError(f"policy_losses: keep={keep} is not one of the budgets {tuple(budgets)}")
+  groups = budget_groups(budgets, model.gaze_decoder.k)
   b, t = video.shape[:2]
   tokens = model.encode(video)[0]
   losses, kept = [], None
-  for group in budget_groups(budgets, model.gaze_decoder.k):
+  for group in groups:
     spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(group[-1], model.gaze_decoder.k))
 
     def one(n, spec=spec):
