@@ -171,6 +171,9 @@ def main():
   t0 = time.perf_counter()
   with mesh_lib.use(mesh):
     start = gaze_weights.load_gaze(args.model, mesh)[1]
+    if start.gaze_decoder.k != 1:
+      raise SystemExit(f"dagger_round: needs a model with one gaze per decoding step (K = 1), {args.model} "
+                       f"has K = {start.gaze_decoder.k}")
     states = rollouts(start, clips, budgets, slots, vocab)
     search = labelling.GreedySearch(recon, [slots] * clips.shape[1], -np.inf, chunk=cfg.label.chunk)
     targets, task_losses = expert_picks(search, clips, states, lens)
