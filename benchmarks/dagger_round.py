@@ -36,7 +36,7 @@ from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.cli import config_files
 from autogaze_jax.data import labels as labels_lib
 from autogaze_jax.data import pipeline, symmetries
-from autogaze_jax.models import decoding, scoring
+from autogaze_jax.models import decoding
 from autogaze_jax.train import clip_stats, heldout, labelling, oracle
 from autogaze_jax.train.ntp import step as ntp_step
 from autogaze_jax.weights import gaze as gaze_weights
@@ -105,13 +105,9 @@ def fine_tune(model, arms: dict, steps: int, lr: float, mix: float, seed: int, s
     model, opt = nnx.merge(graphdef, state)
 
     def loss(model):
-      real = (targets != vocab) & (jnp.arange(targets.shape[-1]) < lens[..., None])
-      seen = (fed != vocab) & (jnp.arange(fed.shape[-1]) < lens[..., None])
-      history = ntp_step.noisy_history(fed, seen, key, noise, vocab)
-      log_p, pred = scoring.score(model, image_lib.normalize_on_device(clips), targets, lens, history)
-      m = real.astype(jnp.float32)
-      per_clip = (-(log_p * m) + jnp.square(pred - task_losses) * m).sum((1, 2))
-      return (per_clip / (m.sum() / m.shape[0] + 1e-6)).mean()
+      ntp, tlp, _ = ntp_step.loss_terms(model, image_lib.normalize_on_device(clips), targets, lens, task_losses,
+                                        key, noise, history_ids=fed)
+      return (ntp + tlp).mean()
 
     value, grads = nnx.value_and_grad(loss)(model)
     opt.update(model, grads)

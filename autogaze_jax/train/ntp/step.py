@@ -69,13 +69,17 @@ def soft_targets(candidate_losses, temperature: float):
 
 
 def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_noise: float = 0.0,
-               candidate_losses=None, temperature: float = 0.0):
+               candidate_losses=None, temperature: float = 0.0, history_ids=None):
   """Per-clip ntp(b), tlp(b) (B,) and the mask (B, T, G) of real label slots; with
-  `candidate_losses` (B, T, G, V) and a temperature > 0, ntp is the soft-target cross-entropy."""
+  `candidate_losses` (B, T, G, V) and a temperature > 0, ntp is the soft-target cross-entropy.
+  history_ids (B, T, G; default `ids_btg`): the ids read as history before the noise, where
+  they are not the scored ones (labels at the model's own states: its gazes, the expert's picks)."""
   vocab = model.gaze_decoder.vocab - 1
   g = ids_btg.shape[-1]
   real = (ids_btg != vocab) & (jnp.arange(g) < lens_bt[..., None])
-  fed = noisy_history(ids_btg, real, key, history_noise, vocab) if history_noise else None
+  fed = history_ids
+  if history_noise:
+    fed = noisy_history(ids_btg if fed is None else fed, real, key, history_noise, vocab)
   if temperature > 0:
     probs, pred = scoring.slot_distributions(model, model.encode(video)[0], ids_btg, lens_bt, fed)
     q = soft_targets(candidate_losses, temperature)
