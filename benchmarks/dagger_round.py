@@ -1,5 +1,8 @@
 """Does NTP gain from labels at the states its own gazes reach? One DAgger round, on val.
 
+(The study that led to the NTP stage's DAgger round, `train/ntp/dagger.py`, which now makes its
+labels; this script keeps the control arm: the same steps on the old labels only.)
+
 Teacher forcing shows the gaze model only the labeller's history; gazing alone it reads its own.
 This script takes a trained NTP model and its labelled training clips and:
   1. rolls the model out on every labelled clip at that clip's label budget (greedy);
@@ -25,68 +28,19 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from autogaze_jax import image as image_lib
 from autogaze_jax import mesh as mesh_lib
-from autogaze_jax import vocab as vocab_lib
 from autogaze_jax.cli import config_files
 from autogaze_jax.data import labels as labels_lib
 from autogaze_jax.data import pipeline, symmetries
-from autogaze_jax.models import decoding
 from autogaze_jax.train import clip_stats, heldout, labelling, oracle
+from autogaze_jax.train.ntp import dagger
 from autogaze_jax.train.ntp import step as ntp_step
 from autogaze_jax.weights import gaze as gaze_weights
-
-
-def rollouts(model, clips_u8, budgets, slots: int, vocab: int) -> np.ndarray:
-  """The model's greedy gazes (N, T, slots), PAD = vocab past each frame's budget; budgets
-  (N,) one per clip for all of its frames, clips of one budget decoded together."""
-  n_clips, frames = clips_u8.shape[:2]
-  out = np.full((n_clips, frames, slots), vocab, np.int32)
-  video = image_lib.normalize_on_device(jnp.asarray(clips_u8))
-  for n in np.unique(budgets):
-    sel = np.flatnonzero(budgets == n)
-    spec = decoding.DecodeSpec(slots=vocab_lib.slots_per_frame(int(n), model.gaze_decoder.k))
-    ids, _ = decoding.generate(model, video[sel], jnp.full((frames,), int(n), jnp.int32),
-                               jnp.zeros((len(sel), frames)), None, 1.0, spec)
-    out[sel, :, :n] = np.asarray(ids)[..., :n]
-  return out
-
-
-def expert_picks(search: labelling.GreedySearch, clips_u8, states, budgets_nt, batch: int = 16):
-  """At every slot (t, s) a clip's `states` fill (N, T, G local ids; the frames before t and
-  slots before s as given), the labeller's greedy next id among those not yet gazed in frame t
-  (N, T, G; PAD past the budget) and the loss after the state's own id at that slot (what the
-  task-loss head must predict along that path). With `states` = the labeller's own labels this
-  gives back those labels and their losses."""
-  n_clips, frames, g = states.shape
-  vocab = search.vocab
-  picks = np.full(states.shape, vocab, np.int32)
-  losses = np.zeros(states.shape, np.float32)
-  width = max(search.budgets)
-  if g > width:
-    raise ValueError(f"expert_picks: states have {g} slots per frame, the search only {width}")
-  for c0 in range(0, n_clips, batch):
-    sel = np.arange(c0, min(c0 + batch, n_clips))
-    clips = jnp.asarray(clips_u8[sel])
-    ids = np.full((len(sel), frames, width), vocab, np.int32)
-    rows = np.arange(len(sel))
-    for t in range(frames):
-      chosen = np.zeros((len(sel), vocab), bool)
-      for s in range(int(budgets_nt[sel, t].max())):
-        pick, _, _, per_id = jax.device_get(search.step(search.recon_state, clips, ids, chosen, jnp.int32(t),
-                                                        jnp.int32(s), search.key))
-        live = s < budgets_nt[sel, t]
-        own = states[sel, t, s]
-        picks[sel[live], t, s] = pick[live]
-        losses[sel[live], t, s] = per_id[rows[live], own[live]]
-        ids[live, t, s] = own[live]
-        chosen[rows[live], own[live]] = True
-  return picks, losses
 
 
 def fine_tune(model, arms: dict, steps: int, lr: float, mix: float, seed: int, scales, noise: float,
@@ -160,9 +114,6 @@ def main():
   clips = np.stack(clips)
   slots = labels_lib.slot_cap({k: table[k] for k in keys}, 1)
   ids, lens, losses = (np.stack(x) for x in zip(*(labels_lib.to_arrays(table[k], vocab, slots, k) for k in keys)))
-  budgets = lens[:, 0]
-  if (lens != budgets[:, None]).any():
-    raise SystemExit("dagger_round: needs labels with one budget per clip for all frames (label.budget uniform, eps 0)")
   report = {"clips": len(keys), "steps": args.steps, "mix": args.mix}
   t0 = time.perf_counter()
   with mesh_lib.use(mesh):
@@ -170,9 +121,12 @@ def main():
     if start.gaze_decoder.k != 1:
       raise SystemExit(f"dagger_round: needs a model with one gaze per decoding step (K = 1), {args.model} "
                        f"has K = {start.gaze_decoder.k}")
-    states = rollouts(start, clips, budgets, slots, vocab)
+    states = dagger.Rollouts(start, slots, 16)(clips, lens)
     search = labelling.GreedySearch(recon, [slots] * clips.shape[1], -np.inf, chunk=cfg.label.chunk)
-    targets, task_losses = expert_picks(search, clips, states, lens)
+    targets, task_losses = np.zeros_like(states), np.zeros(states.shape, np.float32)
+    for c0 in range(0, len(clips), 16):
+      part = slice(c0, c0 + 16)
+      targets[part], task_losses[part] = search.follow(clips[part], states[part], lens[part])
   real = states != vocab
   report["new_labels_s"] = round(time.perf_counter() - t0, 1)
   report["expert_agrees_with_model"] = float((targets == states)[real].mean())

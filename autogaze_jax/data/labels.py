@@ -11,6 +11,10 @@ and read by the same functions (chosen by the file name), can be sharded (one fi
 labelling host, read back through a glob) and are read record by record instead of as one
 JSON document.
 
+An entry may also carry "history_pos" (ours; NTP's DAgger round writes it): T lists as long as
+"gazing_pos", the ids the decoder reads as history at each slot when they are not the targets
+(the model's own gazes, with the labeller's pick at each of its states in "gazing_pos").
+
 An entry may also carry "candidate_losses" (ours; the greedy labeller writes it when asked): per
 frame, per step of its list, the loss each of the V local ids would have given at that step (null
 for an id already chosen or not scored). NTP can learn from them as soft targets.
@@ -116,6 +120,8 @@ def write(path: str, labels: dict) -> None:
   def plain(e):
     out = {"gazing_pos": [[int(g) for g in fr] for fr in e["gazing_pos"]],
            "task_losses": [[float(x) for x in fr] for fr in e["task_losses"]]}
+    if "history_pos" in e:
+      out["history_pos"] = [[int(g) for g in fr] for fr in e["history_pos"]]
     if "candidate_losses" in e:
       out["candidate_losses"] = [[[None if x is None else float(x) for x in step] for step in fr]
                                  for fr in e["candidate_losses"]]
@@ -166,10 +172,12 @@ def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:
     real = [g for g in ids if g != PAD_ID]
     if not real:
       raise ValueError(f"labels[{key!r}]: frame {t} has only pads (every frame needs a real gaze)")
-    if len(set(real)) != len(real):
+    if len(set(real)) != len(real) and "history_pos" not in entry:  # targets at own states may repeat
       raise ValueError(f"labels[{key!r}]: frame {t} repeats a gaze")
     if not all(np.isfinite(float(x)) for x in ls):
       raise ValueError(f"labels[{key!r}]: frame {t} has a non-finite task loss")
+  if "history_pos" in entry:
+    _validate_history(key, entry, vocab)
   if "candidate_losses" in entry:
     cands = entry["candidate_losses"]
     if len(cands) != num_frames:
@@ -178,6 +186,25 @@ def validate_entry(key: str, entry, num_frames: int, vocab: int) -> None:
       if len(steps) != len(ids) or any(len(step) != vocab for step in steps):
         raise ValueError(f"labels[{key!r}]: frame {t}'s candidate_losses must hold one list of {vocab} "
                          f"losses per gaze ({len(ids)})")
+
+
+def _validate_history(key: str, entry, vocab: int) -> None:
+  """history_pos: per frame as long as gazing_pos, real global ids of that frame without repeats,
+  and no target already among the history before its slot."""
+  hist = entry["history_pos"]
+  if len(hist) != len(entry["gazing_pos"]):
+    raise ValueError(f"labels[{key!r}]: history_pos has {len(hist)} frames, gazing_pos {len(entry['gazing_pos'])}")
+  for t, (fed, ids) in enumerate(zip(hist, entry["gazing_pos"])):
+    if len(fed) != len(ids):
+      raise ValueError(f"labels[{key!r}]: frame {t} has {len(fed)} history_pos for {len(ids)} gazing_pos")
+    lo, hi = t * vocab, (t + 1) * vocab
+    if not all(isinstance(g, (int, np.integer)) and lo <= g < hi for g in fed):
+      raise ValueError(f"labels[{key!r}]: frame {t}'s history_pos must be global ids in [{lo}, {hi})")
+    if len(set(fed)) != len(fed):
+      raise ValueError(f"labels[{key!r}]: frame {t}'s history_pos repeats a gaze")
+    for s, g in enumerate(ids):
+      if g in fed[:s]:
+        raise ValueError(f"labels[{key!r}]: frame {t} slot {s}'s target {g} is already in its history")
 
 
 def slot_cap(labels: dict, k: int) -> int:
@@ -203,6 +230,17 @@ def to_arrays(entry, vocab: int, slots: int, key: str = "?"):
     targets[t, :n] = ls
     targets[t, n:] = ls[-1]
   return ids, lens, targets
+
+
+def history_array(entry, vocab: int, slots: int) -> np.ndarray:
+  """One clip's history ids (T, G) local, PAD = V past each frame's list: its `history_pos` when
+  it has one, else its `gazing_pos` (teacher forcing reads the labels themselves)."""
+  frames = entry.get("history_pos", entry["gazing_pos"])
+  out = np.full((len(frames), slots), vocab, np.int32)
+  for t, pos in enumerate(frames):
+    pos = np.asarray(pos, np.int64)
+    out[t, : len(pos)] = np.where(pos == PAD_ID, vocab, pos - t * vocab)
+  return out
 
 
 def candidate_array(entry, vocab: int, slots: int, key: str = "?") -> np.ndarray:

@@ -87,12 +87,14 @@ def labelled(cfg, source, vocab: int, k: int):
 def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_epochs=None,
                  process_index: int | None = None, process_count: int | None = None,
                  labels=None, label_vocab: int = 0, label_slots: int = 0, label_scales=(),
-                 label_candidates: bool = False) -> grain.IterDataset:
+                 label_candidates: bool = False, dagger_labels: dict | None = None,
+                 dagger_share: float = 0.0) -> grain.IterDataset:
   """The per-process batched stream. `batch_size` is global; each of the process_count
   processes gets batch_size // process_count clips per batch. `indices` restricts the
   source (e.g. to labelled videos, see `labelled`), whose `labels` then join each clip (under
   the symmetries of `cfg.label_symmetries`, ids over the vocabulary of `label_scales`; with
-  `label_candidates`, their candidate losses too)."""
+  `label_candidates`, their candidate losses too; with `dagger_labels`, the ids read as history,
+  `loading.LoadClip`)."""
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   if batch_size % pc:
@@ -108,7 +110,7 @@ def make_dataset(cfg, source, *, batch_size: int, seed: int, indices=None, num_e
   ds = ds.random_map(loading.LoadClip(source, indices, cfg.image_size, cfg.crop, cfg.strict,
                                       cfg.max_retries, cfg.clip_len, labels, label_vocab, label_slots,
                                       label_scales, symmetries.parse(cfg.get("label_symmetries", "")),
-                                      label_candidates))
+                                      label_candidates, dagger_labels, dagger_share))
   ds = ds.batch(batch_size // pc, drop_remainder=True).to_iter_dataset(
     grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer))
   if cfg.num_workers > 0:

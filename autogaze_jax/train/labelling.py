@@ -71,6 +71,12 @@ def greedy_step(recon_def, recon_state, clips_u8, ids_btg, chosen_bv, t, s, key,
   return jnp.take_along_axis(cand, best, 1)[:, 0], jnp.take_along_axis(losses, best, 1)[:, 0], runner_up, per_id
 
 
+def _given_losses(recon_def, recon_state, clips_u8, ids_btg, t, s, cand_bc):
+  """Frame t's loss (B, C) with each given candidate at slot s (`candidate_losses`, one chunk)."""
+  recon = nnx.merge(recon_def, recon_state)
+  return candidate_losses(recon, image_lib.normalize_on_device(clips_u8), ids_btg, t, s, cand_bc, cand_bc.shape[1])
+
+
 # fixed: config ratios for the first and later frames; dirichlet: the paper's per-clip draw;
 # uniform: one per-clip ratio for every frame.
 BUDGET_MODES = ("fixed", "dirichlet", "uniform")
@@ -93,6 +99,7 @@ class GreedySearch:
     self.key = jax.random.key(seed)
     self.step = jax.jit(functools.partial(greedy_step, self.recon_def, num_candidates=self.num_candidates,
                                           chunk=min(chunk, self.num_candidates)))
+    self.own_loss = jax.jit(functools.partial(_given_losses, self.recon_def))
 
   def __call__(self, clips_u8: np.ndarray, call: int = 0, budgets=None, runner_up: bool = False,
                candidates: bool = False) -> list[dict]:
@@ -136,6 +143,42 @@ class GreedySearch:
     extra = lambda i: {**({"runner_up_losses": seconds[i]} if runner_up else {}),
                        **({"candidate_losses": every[i]} if candidates else {})}
     return [{"gazing_pos": pos[i], "task_losses": losses[i], **extra(i)} for i in range(b)]
+
+  def follow(self, clips_u8: np.ndarray, states: np.ndarray, lens: np.ndarray, call: int = 0):
+    """The labeller at states it did not choose: at every slot (t, s < lens[b, t]) of `states`
+    (B, T, G local ids, e.g. a gaze model's own gazes; the frames before t and the slots before
+    s as given), its greedy next id among those not in the state yet, and the loss after the
+    state's own id at that slot (what the task-loss head must predict along that path).
+    Returns (picks (B, T, G), PAD = V past each frame's length; losses (B, T, G)). With
+    `states` = the search's own labels this gives back those labels and their losses."""
+    b, t, g = states.shape
+    width = max(self.budgets)
+    if len(self.budgets) != t or g > width or (lens < 1).any() or (lens > g).any():
+      raise ValueError(f"greedy labels: follow needs states (B, T, <= {width}) for clips of {len(self.budgets)} "
+                       f"frames and lengths in [1, G], got {states.shape} and lengths in "
+                       f"[{lens.min()}, {lens.max()}]")
+    picks = np.full(states.shape, self.vocab, np.int32)
+    losses = np.zeros(states.shape, np.float32)
+    clips = jnp.asarray(clips_u8)
+    ids = np.full((b, t, width), self.vocab, np.int32)
+    rows = np.arange(b)
+    for ti in range(t):
+      chosen = np.zeros((b, self.vocab), bool)
+      for s in range(int(lens[:, ti].max())):
+        key = jax.random.fold_in(self.key, (call * t + ti) * self.vocab + s)
+        pick, _, _, per_id = jax.device_get(
+          self.step(self.recon_state, clips, ids, chosen, jnp.int32(ti), jnp.int32(s), key))
+        live = s < lens[:, ti]
+        own = states[:, ti, s]
+        own_loss = per_id[rows, np.minimum(own, self.vocab - 1)]
+        if not np.isfinite(own_loss[live]).all():  # a candidate subset left the state's own id out
+          own_loss = np.asarray(self.own_loss(self.recon_state, clips, ids, jnp.int32(ti), jnp.int32(s),
+                                              jnp.asarray(np.minimum(own, self.vocab - 1)[:, None])))[:, 0]
+        picks[live, ti, s] = pick[live]
+        losses[live, ti, s] = own_loss[live]
+        ids[live, ti, s] = own[live]
+        chosen[rows[live], own[live]] = True
+    return picks, losses
 
 
 def uniform_budgets(rng, clips: int, frames: int, vocab: int, ratio_range) -> np.ndarray:
@@ -206,17 +249,19 @@ def summary(entries: dict, eps: float, vocab: int) -> dict:
           "mean_final_loss": float(last.mean())}
 
 
-def source_clips(data_cfg, count: int, seed: int = 0):
+def source_clips(data_cfg, count: int, seed: int = 0, indices=None, source=None):
   """Yields (key, uint8 clip (T, S, S, 3)) of the first `count` clips of the training source
-  of `data_cfg` (seeded by `seed`), keyed as the NTP stage's data source keys them, center
-  crops as labels describe; an unusable video is logged and skipped (strict: raises)."""
+  of `data_cfg` (seeded by `seed`; or of `source`; or those at `indices`), keyed as the NTP stage's data source
+  keys them, center crops as labels describe; an unusable video is logged and skipped (strict:
+  raises)."""
   from autogaze_jax import video as video_lib
   from autogaze_jax.data import loading, pipeline
 
-  source = pipeline.make_source(data_cfg, "train", seed)
+  source = pipeline.make_source(data_cfg, "train", seed) if source is None else source
   load = loading.LoadClip(source, np.arange(len(source)), data_cfg.image_size, "center",
                           clip_len=data_cfg.clip_len)
-  for i in range(min(count, len(source))):
+  for i in (range(min(count, len(source))) if indices is None else indices):
+    i = int(i)
     try:
       clip = load.load(i, np.random.default_rng(i))
     except video_lib.VideoError as e:

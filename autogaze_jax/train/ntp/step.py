@@ -95,10 +95,10 @@ def loss_terms(model, video, ids_btg, lens_bt, targets_btg, key=None, history_no
 
 def loss(model, batch, *, tlp_weight: float = 1.0, optimize_tlp: bool = True, key=None, history_noise: float = 0.0,
          temperature: float = 0.0):
-  """The NTP loss of one micro-batch {video, ids, lens, task_losses[, candidate_losses]};
+  """The NTP loss of one micro-batch {video, ids, lens, task_losses[, candidate_losses][, history_ids]};
   returns (loss, aux)."""
   ntp, tlp, m = loss_terms(model, as_video(batch["video"]), batch["ids"], batch["lens"], batch["task_losses"],
-                           key, history_noise, batch.get("candidate_losses"), temperature)
+                           key, history_noise, batch.get("candidate_losses"), temperature, batch.get("history_ids"))
   total = ntp + tlp_weight * tlp if optimize_tlp else ntp
   aux = {"ntp_loss": ntp.mean(), "task_loss_prediction_loss": tlp.mean(), "real_slots_per_clip": m.sum() / m.shape[0]}
   return total.mean(), aux
@@ -181,11 +181,15 @@ def soft_temperature(cfg) -> float:
 
 BATCH_NDIMS = {"video": 5, "ids": 3, "lens": 2, "task_losses": 3}
 SOFT_NDIMS = {"candidate_losses": 4}
+HISTORY_NDIMS = {"history_ids": 3}
 
 
 def batch_ndims(cfg) -> dict:
-  """The step's batch keys -> ranks (candidate losses only with soft targets)."""
-  return {**BATCH_NDIMS, **(SOFT_NDIMS if soft_temperature(cfg) > 0 else {})}
+  """The step's batch keys -> ranks (candidate losses only with soft targets, history ids only
+  with a DAgger round)."""
+  dagger = cfg.get("dagger")
+  return {**BATCH_NDIMS, **(SOFT_NDIMS if soft_temperature(cfg) > 0 else {}),
+          **(HISTORY_NDIMS if dagger is not None and dagger.start else {})}
 
 
 def accum_steps(cfg) -> int:
@@ -225,6 +229,8 @@ def abstract_inputs(cfg, mesh):
            "task_losses": state_lib.struct((b, t, slots), jnp.float32, sh["task_losses"])}
   if "candidate_losses" in sh:
     batch["candidate_losses"] = state_lib.struct((b, t, slots, v), jnp.float32, sh["candidate_losses"])
+  if "history_ids" in sh:
+    batch["history_ids"] = state_lib.struct((b, t, slots), jnp.int32, sh["history_ids"])
   return graphdef, shardings, (state, batch, state_lib.key_struct(mesh), ())
 
 

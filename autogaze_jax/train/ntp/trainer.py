@@ -10,6 +10,7 @@ are the validation split's (`pipeline.eval_clips`), the ones GRPO evaluates on.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -22,12 +23,15 @@ from autogaze_jax.data import labels, pipeline
 from autogaze_jax.models.gaze import GazeModel
 from autogaze_jax.train import evals, loop, metric_log, optim, oracle
 from autogaze_jax.train import state as state_lib
+from autogaze_jax.train.ntp import dagger
 from autogaze_jax.train.ntp import step as ntp_step
 
 
-def labelled_batches(cfg, source, vocab: int, k: int):
-  """(Grain iterator of labelled batches, static gaze slots per frame) over the clips of
-  `source` that have labels in `cfg.labels`; every used label is checked against clip_len."""
+def labelled_batches(cfg, source, vocab: int, k: int, dagger_labels: dict | None = None):
+  """(Grain iterator of labelled batches, static gaze slots per frame, the labels, the labelled
+  source indices) over the clips of `source` that have labels in `cfg.labels`; every used label
+  is checked against clip_len. dagger_labels (may be empty): batches also carry the ids read as
+  history, each clip's from these with probability cfg.dagger.share (`dagger.py`)."""
   if not cfg.labels:
     raise ValueError("ntp: no labels; pass --config.labels=FILE (write one with `autogaze-jax label`)")
   data = pipeline.for_training(cfg)
@@ -44,17 +48,20 @@ def labelled_batches(cfg, source, vocab: int, k: int):
                        "(label with --config.label.candidate_losses=True)")
   ds = pipeline.make_dataset(data, source, batch_size=cfg.batch_size, seed=cfg.seed, indices=indices,
                              labels=table, label_vocab=vocab, label_slots=slots, label_scales=cfg.gaze.scales,
-                             label_candidates=soft)
-  return iter(ds), slots
+                             label_candidates=soft, dagger_labels=dagger_labels,
+                             dagger_share=float(cfg.dagger.share) if dagger_labels else 0.0)
+  return iter(ds), slots, table, indices
 
 
 def step_batch(element: dict) -> dict:
   """A pipeline element -> the NTP step's batch (video, ids, lens, task_losses, and
-  candidate_losses when the labels' soft targets are trained on)."""
+  candidate_losses when the labels' soft targets are trained on, history_ids with a DAgger round)."""
   out = {"video": element["video"], "ids": element["label_ids"], "lens": element["label_lens"],
          "task_losses": element["label_task_losses"]}
   if "label_candidate_losses" in element:
     out["candidate_losses"] = element["label_candidate_losses"]
+  if "label_history_ids" in element:
+    out["history_ids"] = element["label_history_ids"]
   return out
 
 
@@ -69,14 +76,15 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   vocab, k = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred
   if source is None:
     source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
-  batches, slots = labelled_batches(cfg, source, vocab, k)
+  dagger_at = dagger.start_step(cfg)
+  batches, slots, table, indices = labelled_batches(cfg, source, vocab, k, {} if dagger_at else None)
   mesh = loop.begin(cfg, workdir)
   tx = optim.make(cfg.optimizer, cfg.steps)
   graphdef, state, shardings = state_lib.create(lambda: GazeModel(cfg.gaze, nnx.Rngs(cfg.seed)), tx, mesh)
   step, batch_sh = ntp_step.make_step(graphdef, shardings, mesh, cfg)
 
   def host_batch(i):  # the iterator's position is checkpointed, so a resumed run continues it
-    return step_batch(next(batches))
+    return step_batch(next(stage.data_iterator))
 
   def put_batch(x):
     return {name: jax.make_array_from_process_local_data(batch_sh[name], v) for name, v in x.items()}
@@ -91,10 +99,19 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   stage = loop.Stage(step_fn=step, host_batch=host_batch, put_batch=put_batch, evaluate=evaluate,
                      clips_per_step=cfg.batch_size, data_iterator=batches,
                      tokens_per_step=cfg.batch_size * cfg.clip_len * vocab)
+  run = functools.partial(loop.run, workdir=workdir, seed=cfg.seed, log_every=cfg.log_every,
+                          eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
+                          profile=cfg.get("profile_steps", ""))
   with mesh_lib.use(mesh):
-    state = loop.run(stage, state, workdir=workdir, steps=cfg.steps, seed=cfg.seed, log_every=cfg.log_every,
-                     eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
-                     profile=cfg.get("profile_steps", ""))
+    if dagger_at:  # train up to the round, label at the model's own states, go on with both labels
+      state = run(stage, state, steps=dagger_at)
+  if dagger_at:
+    extra = dagger.round_labels(cfg, nnx.merge(graphdef, state).model, source, indices, table, slots, workdir,
+                                progress)
+    # the same pipeline with the new labels; the loop restores its position from step dagger_at
+    stage.data_iterator = labelled_batches(cfg, source, vocab, k, extra)[0]
+  with mesh_lib.use(mesh):
+    state = run(stage, state, steps=cfg.steps)
   wall = time.perf_counter() - t0
   loop.export_model(workdir, "gaze_final", nnx.merge(graphdef, state).model, cfg.gaze)
   return _report(workdir, cfg, wall, slots)
