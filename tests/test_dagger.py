@@ -100,12 +100,12 @@ def test_rollouts_gaze_each_clip_at_its_own_budgets():
   cfg = gaze_config.tiny_config()
   cfg.decoder.num_multi_token_pred = 1
   rng = np.random.default_rng(3)
-  clips = rng.integers(0, 256, (5, T, 64, 64, 3), dtype=np.uint8)
-  lens = np.array([[3, 2], [1, 1], [3, 2], [2, 3], [1, 1]], np.int32)
+  clips = rng.integers(0, 256, (6, T, 64, 64, 3), dtype=np.uint8)
+  lens = np.array([[3, 2], [1, 1], [3, 2], [2, 3], [1, 1], [3, 2]], np.int32)  # a group of 3 in batches of 2
   with mesh_lib.use(mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])):
     model = GazeModel(cfg, nnx.Rngs(0))
     got = dagger.Rollouts(model, 3, batch=2)(clips, lens)
-    for i in range(5):  # one clip at a time, sized for its own budgets
+    for i in range(6):  # one clip at a time, sized for its own budgets
       spec = decoding.DecodeSpec(slots=int(lens[i].max()))
       video = image_lib.normalize_on_device(jnp.asarray(clips[i:i + 1]))
       want, _ = decoding.generate(model, video, jnp.asarray(lens[i]), jnp.zeros((1, T)), None, 1.0, spec)
@@ -159,11 +159,27 @@ def test_pipeline_feeds_the_history_of_the_labels_it_drew(tmp_path, share):
     loading.LoadClip(source, [0], 64, dagger_share=1.5)
 
 
+def test_half_of_the_draws_take_the_dagger_labels():
+  cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
+  cfg.clip_len, cfg.data.synthetic_count = T, 3
+  source = pipeline.make_source(pipeline.for_training(cfg), "train", 0)
+  key = labels.key_of(source.key(0))
+  plain = {"gazing_pos": [[0, 5], [21]], "task_losses": [[1.0, 0.5], [0.7]]}
+  own = {"gazing_pos": [[5, 5], [26]], "history_pos": [[3, 7], [21]], "task_losses": [[0.9, 0.8], [0.6]]}
+  load = loading.LoadClip(source, [0], 64, clip_len=T, labels={key: plain}, label_vocab=V, label_slots=2,
+                          dagger_labels={key: own}, dagger_share=0.5)
+  drawn = [load.random_map(0, np.random.default_rng(seed))["label_task_losses"][0, 0] for seed in range(200)]
+  share = np.mean(np.isclose(drawn, 0.9))
+  assert (np.isclose(drawn, 0.9) | np.isclose(drawn, 1.0)).all() and 0.4 < share < 0.6
+  again = [load.random_map(0, np.random.default_rng(seed))["label_task_losses"][0, 0] for seed in range(200)]
+  assert drawn == again  # the element's seeded rng decides
+
+
 def tiny_cfg(tmp_path):
   cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
   cfg.clip_len, cfg.batch_size = T, 4
   cfg.data.synthetic_count = 32
-  cfg.steps, cfg.log_every, cfg.checkpoint_every = 4, 1, 1
+  cfg.steps, cfg.log_every, cfg.checkpoint_every = 4, 1, 3  # the round at step 2: a forced save
   cfg.dagger.start, cfg.dagger.batch_size = 0.5, 3
   cfg.label.num_clips, cfg.label.batch_size, cfg.label.chunk = 5, 5, 10
   cfg.eval.every, cfg.eval.num_clips, cfg.eval.ratios, cfg.eval.frames = 4, 2, (0.1, 0.5), (0, 1)
@@ -178,8 +194,9 @@ def test_the_round_inside_the_ntp_stage(tmp_path):
   labelling.run(cfg, cfg.labels, progress=False)  # random reconstructor (smoke)
   table = labels.read(cfg.labels)
   workdir = tmp_path / "ntp"
-  ntp_trainer.train(cfg, str(workdir), progress=False)
+  report = ntp_trainer.train(cfg, str(workdir), progress=False)
   made = labels.read(str(workdir / dagger.FILE))
+  assert report["dagger"]["step"] == 2 and report["dagger"]["clips"] == len(table) == 5
   assert sorted(made) == sorted(table)
   for key, entry in made.items():  # the same lengths as the labels, the model's gazes as history
     labels.validate_entry(key, entry, T, V)
@@ -188,16 +205,27 @@ def test_the_round_inside_the_ntp_stage(tmp_path):
   losses = {r["step"]: r["ntp_loss"] for r in rows if "ntp_loss" in r}
   assert sorted(losses) == [1, 2, 3, 4]
   # stopped after step 3 (past the round): the rerun reads the round's labels and resumes the
-  # pipeline's position, so step 4 sees the same batch
-  resumed = tmp_path / "resumed"
-  shutil.copytree(workdir, resumed)
-  shutil.rmtree(resumed / "ckpt" / "4"), shutil.rmtree(resumed / "gaze_final")
-  (resumed / "metrics.jsonl").unlink()
-  ntp_trainer.train(cfg, str(resumed), progress=False)
-  rows = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
-  assert {r["step"]: r["ntp_loss"] for r in rows if "ntp_loss" in r} == {4: losses[4]}
+  # pipeline's position, so step 4 sees the same batch; stopped at the round's step before its
+  # labels were written: the rerun makes the same labels and steps 3 and 4 see the same batches
+  for name, gone, want in (("after", ["4"], {4: losses[4]}), ("at", ["3", "4"], {3: losses[3], 4: losses[4]})):
+    resumed = tmp_path / name
+    shutil.copytree(workdir, resumed)
+    for step in gone:
+      shutil.rmtree(resumed / "ckpt" / step)
+    shutil.rmtree(resumed / "gaze_final")
+    (resumed / "metrics.jsonl").unlink()
+    if name == "at":
+      (resumed / dagger.FILE).unlink()
+    ntp_trainer.train(cfg, str(resumed), progress=False)
+    rows = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert {r["step"]: r["ntp_loss"] for r in rows if "ntp_loss" in r} == want
+    assert labels.read(str(resumed / dagger.FILE)) == made
+  # a checkpoint past the round without its labels: refused rather than labelled by a later model
+  (resumed / dagger.FILE).unlink()
+  with pytest.raises(ValueError, match="past the DAgger round"):
+    ntp_trainer.train(cfg, str(resumed), progress=False)
   cfg.gaze.decoder.num_multi_token_pred = 3
-  with pytest.raises(ValueError, match="K = 1"):
+  with pytest.raises(ValueError, match="K = 1.*dagger.start=0"):
     dagger.start_step(cfg)
   cfg.gaze.decoder.num_multi_token_pred, cfg.dagger.start = 1, 0.9  # step 4 of 4: no steps after it
   with pytest.raises(ValueError, match="inside the stage"):

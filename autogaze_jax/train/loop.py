@@ -66,6 +66,11 @@ def finish(workdir: str, report: dict) -> dict:
   return report
 
 
+class Preempted(RuntimeError):
+  """The loop saved at a preemption notice and stopped before its last step: nothing after
+  it (exports, later stages) should run; rerunning the same command resumes."""
+
+
 @jax.jit
 def _merge_flags(a: dict, b: dict) -> dict:
   return jax.tree.map(jnp.maximum, a, b)
@@ -102,6 +107,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
         eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True, profile: str = ""):
   """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`.
 
+  Raises `Preempted` after saving at a preemption notice before the last step.
   Writes metrics.jsonl (per log step: the metrics, steps/s and clips/s over the window since
   the last log step, which ends at a synced step, tokens/s and achieved TFLOP/s, MFU on a chip
   of known peak) and step_times.json (`step_timing`). `profile` 'START:STOP' writes an XProf
@@ -126,7 +132,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
   window_start, window_from = t_last, start
   bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or jax.process_index() != 0,
              desc="train", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-  step_fn, facts, tracing = None, {}, False
+  step_fn, facts, tracing, preempted = None, {}, False, 0
   try:
     done, flags = start, None
     for step in bar:
@@ -186,6 +192,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       if ckpt.reached_preemption(done):
         if not saved:  # the policy saves a preemption step already; a second save of it would fail
           ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
+        preempted = done if done < steps else 0
         break
     if done and ckpt.latest_step() != done:
       ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
@@ -198,4 +205,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       writer.close()
       if distributed.is_main() and clock.data_wait:
         storage.write_json(os.path.join(workdir, "step_times.json"), {**clock.summary(), "compiled": facts})
+  if preempted:
+    raise Preempted(f"stopped at step {preempted} of {steps} on a preemption notice (saved in {workdir}); "
+                    "rerun the same command to resume")
   return state

@@ -43,12 +43,15 @@ def start_step(cfg) -> int:
   if start == 0.0:
     return 0
   at = round(start * cfg.steps)
+  off = "; --config.dagger.start=0 turns the round off"
   if not (0.0 < start < 1.0 and 0 < at < cfg.steps):
     raise ValueError(f"ntp: dagger.start={start} must be 0 (off) or a fraction in (0, 1) that lands inside the "
-                     f"stage's {cfg.steps} steps (here step {at})")
+                     f"stage's {cfg.steps} steps (here step {at}){off}")
   if cfg.gaze.decoder.num_multi_token_pred != 1:
     raise ValueError(f"ntp: dagger.start needs a gaze model with one gaze per decoding step (K = 1), "
-                     f"not K = {cfg.gaze.decoder.num_multi_token_pred}")
+                     f"not K = {cfg.gaze.decoder.num_multi_token_pred}{off}")
+  if float(cfg.loss.get("soft_targets", 0.0)) > 0:
+    raise ValueError(f"ntp: the DAgger round's labels have no candidate losses for loss.soft_targets{off}")
   if not 0.0 < float(dc.share) <= 1.0:
     raise ValueError(f"ntp: dagger.share={dc.share} must be in (0, 1]")
   if int(dc.batch_size) < 1:
@@ -93,36 +96,41 @@ class Rollouts:
 
 
 def new_labels(model, search: labelling.GreedySearch, clips, table: dict, slots: int, batch: int,
-               progress: bool = True) -> dict:
+               progress: bool = True, total: int | None = None) -> dict:
   """{key: entry with history_pos} for the (key, uint8 clip) pairs of `clips` that have labels in
   `table`: the model's greedy gazes at each frame's label length as history, the labeller's pick
-  at each of their states as targets (module docstring)."""
+  at each of their states as targets (module docstring). Clips are gazed 16 batches at a time
+  (those of one budget row together) and labelled `batch` at a time (the last batch padded)."""
   from tqdm import tqdm
 
   vocab = search.vocab
   roll = Rollouts(model, slots, batch)
-  out, keys, batch_clips = {}, [], []
-  bar = tqdm(total=len(table), desc="dagger labels", unit="clip", disable=not progress, dynamic_ncols=True)
+  out, keys, chunk = {}, [], []
+  bar = tqdm(total=total, desc="dagger labels", unit="clip", disable=not progress, dynamic_ncols=True)
 
   def flush():
     lens = np.stack([labels_lib.to_arrays(table[k], vocab, slots, k)[1] for k in keys])
-    stack = np.stack(batch_clips)
+    stack = np.stack(chunk)
     states = roll(stack, lens)
-    picks, losses = search.follow(stack, states, lens, call=len(out))
-    for i, key in enumerate(keys):
-      entry = labels_lib.from_arrays(picks[i], lens[i], losses[i], vocab)
-      entry["history_pos"] = labels_lib.from_arrays(states[i], lens[i], losses[i], vocab)["gazing_pos"]
-      out[key] = entry
-    bar.update(len(keys))
-    keys.clear(), batch_clips.clear()
+    for c0 in range(0, len(keys), batch):
+      sel = np.arange(c0, min(c0 + batch, len(keys)))
+      full = np.pad(sel, (0, batch - len(sel)), mode="edge")  # one compiled labeller step for every batch
+      picks, losses = search.follow(stack[full], states[full], lens[full], call=len(out))
+      for j, i in enumerate(sel):
+        entry = labels_lib.from_arrays(picks[j], lens[i], losses[j], vocab)
+        entry["history_pos"] = labels_lib.from_arrays(states[i], lens[i], losses[j], vocab)["gazing_pos"]
+        out[keys[i]] = entry
+      bar.update(len(sel))
+    keys.clear()
+    chunk.clear()
 
   for key, clip in clips:
     key = labels_lib.key_of(key)
     if key not in table:
       continue
     keys.append(key)
-    batch_clips.append(np.asarray(clip, np.uint8))
-    if len(keys) == batch:
+    chunk.append(np.asarray(clip, np.uint8))
+    if len(keys) == 16 * batch:
       flush()
   if keys:
     flush()
@@ -130,31 +138,57 @@ def new_labels(model, search: labelling.GreedySearch, clips, table: dict, slots:
   return out
 
 
-def round_labels(cfg, model, source, indices, table: dict, slots: int, workdir: str, progress: bool = True) -> dict:
-  """The round's labels: read from <workdir>/dagger_labels.json when a run wrote them, else made
-  with `model` on one device (every process alike; process 0 writes them) and written."""
+def round_labels(cfg, model, source, indices, table: dict, slots: int, workdir: str, done: int, recon=None,
+                 progress: bool = True):
+  """(the round's labels, a summary): read from <workdir>/dagger_labels.json when a run wrote
+  them, else made with `model` (which must be the model at the round's step, `done`) on one
+  device, every process alike, and written by process 0. recon: the labeller's reconstructor
+  (default: cfg.oracle's)."""
   path = os.path.join(workdir, FILE)
   if storage.exists(path):
-    return labels_lib.read(path)
+    entries = labels_lib.read(path)
+    return entries, summary(entries, None)
+  if done != start_step(cfg):
+    raise ValueError(f"ntp: {workdir} holds a checkpoint at step {done}, past the DAgger round's step "
+                     f"{start_step(cfg)}, but no {FILE}; use a fresh workdir")
   t0 = time.perf_counter()
   lc, data = cfg.label, cfg.data
   one = mesh_lib.make_mesh((1, 1), devices=jax.local_devices()[:1])
-  recon = oracle.load_reconstructor(cfg.oracle.model, one, workdir=cfg.oracle.workdir, weights=cfg.oracle.weights)
+  if recon is None:
+    recon = oracle.load_reconstructor(cfg.oracle.model, one, workdir=cfg.oracle.workdir, weights=cfg.oracle.weights)
   with mesh_lib.use(one):
     model = _on_device(model, jax.local_devices()[0])
     search = labelling.GreedySearch(recon, [slots] * cfg.clip_len, 0.0, num_candidates=lc.num_candidates or None,
                                     chunk=lc.chunk, seed=cfg.seed + 1)
-    clips = labelling.source_clips(data, 0, cfg.seed, indices=indices, source=source)
-    entries = new_labels(model, search, clips, table, slots, int(cfg.dagger.batch_size), progress)
+    clips = labelling.source_clips(data, None, cfg.seed, indices=indices, source=source)
+    entries = new_labels(model, search, clips, table, slots, int(cfg.dagger.batch_size), progress, len(indices))
   if not entries:
     raise ValueError("ntp: the DAgger round found none of the labelled clips")
   if distributed.is_main():
+    _write(path, entries)
+  out = summary(entries, time.perf_counter() - t0)
+  print(f"[ntp] DAgger labels for {out['clips']} clips in {out['seconds']:.0f} s; the labeller's pick is the "
+        f"model's own at {out['labeller_agrees_with_model']:.0%} of its states", flush=True)
+  return entries, out
+
+
+def _write(path: str, entries: dict) -> None:
+  """Whole or not at all: a local file is written beside and renamed (an object store's write
+  is already atomic), so a crash never leaves half a labels file that a rerun would trust."""
+  if storage.is_url(path):
     labels_lib.write(path, entries)
-  real = [(p, h) for e in entries.values() for p, h in zip(e["gazing_pos"], e["history_pos"])]
-  agree = np.mean([a == b for p, h in real for a, b in zip(p, h)])
-  print(f"[ntp] DAgger labels for {len(entries)} clips in {time.perf_counter() - t0:.0f} s; the labeller's "
-        f"pick is the model's own at {agree:.0%} of its states", flush=True)
-  return entries
+    return
+  part = path + ".partial"
+  labels_lib.write(part, entries)
+  os.replace(part, path)
+
+
+def summary(entries: dict, seconds) -> dict:
+  """Clips, the share of the model's states where the labeller would have picked the model's
+  own id, and the seconds the labels took (None: read from an earlier run)."""
+  same = [a == b for e in entries.values() for p, h in zip(e["gazing_pos"], e["history_pos"]) for a, b in zip(p, h)]
+  return {"clips": len(entries), "labeller_agrees_with_model": float(np.mean(same)),
+          "seconds": None if seconds is None else round(seconds, 1)}
 
 
 def _on_device(model, device):

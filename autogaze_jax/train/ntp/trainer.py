@@ -39,6 +39,14 @@ def labelled_batches(cfg, source, vocab: int, k: int, dagger_labels: dict | None
   for i in indices:
     key = labels.key_of(source.key(int(i)))
     labels.validate_entry(key, table[key], cfg.clip_len, vocab)
+    if "history_pos" in table[key]:
+      raise ValueError(f"ntp: labels[{key!r}] carries history_pos (a DAgger round's labels, which the stage "
+                       "makes itself); give the greedy labels as config.labels")
+  for key, entry in (dagger_labels or {}).items():
+    if key not in table or [len(f) for f in entry["gazing_pos"]] != [len(f) for f in table[key]["gazing_pos"]]:
+      raise ValueError(f"ntp: the DAgger label of {key!r} does not match config.labels (another run's "
+                       f"{dagger.FILE}?); delete it to make the round's labels again")
+    labels.validate_entry(key, entry, cfg.clip_len, vocab)
   soft = ntp_step.soft_temperature(cfg) > 0
   if soft:
     missing = next((labels.key_of(source.key(int(i))) for i in indices
@@ -89,6 +97,7 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   def put_batch(x):
     return {name: jax.make_array_from_process_local_data(batch_sh[name], v) for name, v in x.items()}
 
+  recon_given = oracle_model
   if oracle_model is None:
     oracle_model = oracle.load_reconstructor(cfg.oracle.model, mesh, workdir=cfg.oracle.workdir,
                                              weights=cfg.oracle.weights)
@@ -102,22 +111,28 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   run = functools.partial(loop.run, workdir=workdir, seed=cfg.seed, log_every=cfg.log_every,
                           eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, progress=progress,
                           profile=cfg.get("profile_steps", ""))
-  with mesh_lib.use(mesh):
-    if dagger_at:  # train up to the round, label at the model's own states, go on with both labels
+  round_summary = None
+  if dagger_at:  # train up to the round, label at the model's own states, go on with both labels
+    with mesh_lib.use(mesh):
       state = run(stage, state, steps=dagger_at)
-  if dagger_at:
-    extra = dagger.round_labels(cfg, nnx.merge(graphdef, state).model, source, indices, table, slots, workdir,
-                                progress)
+      ts = nnx.merge(graphdef, state)
+      done = int(jax.device_get(ts.opt.step[...]))  # > dagger_at: resumed after the round
+      params = jax.jit(lambda x: x, out_shardings=mesh_lib.replicated(mesh))(nnx.state(ts.model))
+    model = nnx.merge(nnx.split(ts.model)[0], params)  # replicated: every process holds all of it
+    extra, round_summary = dagger.round_labels(cfg, model, source, indices, table, slots, workdir, done,
+                                               recon=recon_given, progress=progress)
     # the same pipeline with the new labels; the loop restores its position from step dagger_at
-    stage.data_iterator = labelled_batches(cfg, source, vocab, k, extra)[0]
+    old, stage.data_iterator = stage.data_iterator, labelled_batches(cfg, source, vocab, k, extra)[0]
+    if hasattr(old, "close"):
+      old.close()  # its worker processes and prefetch buffers
   with mesh_lib.use(mesh):
     state = run(stage, state, steps=cfg.steps)
   wall = time.perf_counter() - t0
   loop.export_model(workdir, "gaze_final", nnx.merge(graphdef, state).model, cfg.gaze)
-  return _report(workdir, cfg, wall, slots)
+  return _report(workdir, cfg, wall, slots, round_summary and {"step": dagger_at, **round_summary})
 
 
-def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
+def _report(workdir: str, cfg, wall: float, slots: int, dagger_round: dict | None) -> dict:
   rows = metric_log.read(os.path.join(workdir, "metrics.jsonl"))
   if distributed.is_main():
     pictures.curves(os.path.join(workdir, "curve.png"), rows, ["ntp_loss", "task_loss_prediction_loss"],
@@ -131,5 +146,6 @@ def _report(workdir: str, cfg, wall: float, slots: int) -> dict:
     "ntp_loss_last_logged": train_rows[-1]["ntp_loss"] if train_rows else None,
     "eval_untrained": pick(eval_rows[0]) if eval_rows else None,
     "eval_final": pick(eval_rows[-1]) if eval_rows else None,
+    "dagger": dagger_round,
   }
   return loop.finish(workdir, report)
