@@ -62,9 +62,10 @@ def get_config(arg: str = "tiny"):
   # DAgger round (ours, not the official recipe; train/ntp/dagger.py): after `start` of the steps
   # (a fraction; 0: no round) the model gazes its labelled clips alone, the labeller picks the next id at every state it
   # reaches, and the remaining steps draw each clip's labels from those with probability share.
-  # tiny: 1,400 + 600 steps chosen on val (64 clips of seed 0): ratio at eps 0.278 against 0.288 for
-  # 2,000 plain steps and 0.305 for the same 600 steps on the old labels only (paired -0.028
-  # [-0.043, -0.014]; docs/results.md, "One DAgger round"). Needs K = 1.
+  # tiny: 1,400 + 600 steps chosen on val (64 clips of seed 0) with benchmarks/dagger_round.py's
+  # stand-in (a fresh Adam from 1e-3 for the 600 steps): 0.278 against 0.288 for 2,000 plain steps
+  # and 0.305 for the same 600 steps on the old labels only; the stage itself: docs/results.md,
+  # "The DAgger round as a stage". Needs K = 1.
   c.dagger = ml_collections.ConfigDict(dict(start=pick(0.7, 0.0, 0.0), share=0.5, batch_size=16))
   c.optimizer = ml_collections.ConfigDict(dict(
     name="adam", lr=pick(3e-3, 5e-4, 5e-4), min_lr=1e-5, schedule="linear", warmup_steps=0, grad_clip=0.0,
