@@ -197,6 +197,8 @@ def test_the_round_inside_the_ntp_stage(tmp_path):
   report = ntp_trainer.train(cfg, str(workdir), progress=False)
   made = labels.read(str(workdir / dagger.FILE))
   assert report["dagger"]["step"] == 2 and report["dagger"]["clips"] == len(table) == 5
+  # the loop's step times of both halves: before the round, and after it (step_times.json)
+  assert report["step_times_before_round"] != report["step_times"]
   assert sorted(made) == sorted(table)
   for key, entry in made.items():  # the same lengths as the labels, the model's gazes as history
     labels.validate_entry(key, entry, T, V)

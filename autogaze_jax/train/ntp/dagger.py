@@ -3,8 +3,8 @@
 Teacher forcing only ever shows the gaze model the labeller's own history; gazing alone it reads
 its own, and its first mistakes lead it to states no label covers. After the fraction
 `dagger.start` of its steps the NTP stage pauses and
-  1. the model trained so far gazes every labelled clip alone (greedy, at each frame's label
-     length: the budget its labels were searched at);
+  1. the model trained so far gazes every labelled clip alone (greedy, as many gazes per frame
+     as the clip's label has there: with eps 0, as `tiny` labels, the budget it was searched at);
   2. the labeller is asked, at every state those gazes reach (the model's gazes of the earlier
      frames and its own picks so far in this frame), which id it would add next
      (`labelling.GreedySearch.follow`);

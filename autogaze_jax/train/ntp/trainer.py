@@ -17,7 +17,7 @@ import time
 import jax
 from flax import nnx
 
-from autogaze_jax import distributed, pictures
+from autogaze_jax import distributed, pictures, storage
 from autogaze_jax import mesh as mesh_lib
 from autogaze_jax.data import labels, pipeline
 from autogaze_jax.models.gaze import GazeModel
@@ -25,6 +25,8 @@ from autogaze_jax.train import evals, loop, metric_log, optim, oracle
 from autogaze_jax.train import state as state_lib
 from autogaze_jax.train.ntp import dagger
 from autogaze_jax.train.ntp import step as ntp_step
+
+ROUND_TIMES = "step_times_before_round.json"  # the loop's step times up to the DAgger round
 
 
 def labelled_batches(cfg, source, vocab: int, k: int, dagger_labels: dict | None = None):
@@ -118,6 +120,9 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
       ts = nnx.merge(graphdef, state)
       done = int(jax.device_get(ts.opt.step[...]))  # > dagger_at: resumed after the round
       params = jax.jit(lambda x: x, out_shardings=mesh_lib.replicated(mesh))(nnx.state(ts.model))
+    times = os.path.join(workdir, "step_times.json")
+    if done == dagger_at and distributed.is_main() and storage.exists(times):  # the steps before the round
+      storage.write_json(os.path.join(workdir, ROUND_TIMES), storage.read_json(times))
     model = nnx.merge(nnx.split(ts.model)[0], params)  # replicated: every process holds all of it
     extra, round_summary = dagger.round_labels(cfg, model, source, indices, table, slots, workdir, done,
                                                recon=recon_given, progress=progress)
@@ -148,4 +153,7 @@ def _report(workdir: str, cfg, wall: float, slots: int, dagger_round: dict | Non
     "eval_final": pick(eval_rows[-1]) if eval_rows else None,
     "dagger": dagger_round,
   }
+  before = os.path.join(workdir, ROUND_TIMES)
+  if storage.exists(before):  # step_times.json (loop.finish) then holds the steps after the round
+    report["step_times_before_round"] = storage.read_json(before)
   return loop.finish(workdir, report)
