@@ -96,6 +96,7 @@ def test_main_job_runs_every_stage_reports_and_resumes_in_a_gs_workdir(tmp_path,
   curve = report["grpo_val_greedy_loss_by_step"]
   assert [s for s, _ in curve["grpo"]] == [0, 2] and [s for s, _ in curve["grpo_untrained"]] == [0, 2]
   assert report["seeds"] == {"recon": 1, "ntp": 1, "grpo": 1, "grpo_untrained": 1}
+  assert report["ntp_dagger_round"]["step"] == 1  # tiny's round after 0.7 of NTP's 2 steps
   assert set(report["wall_s"]) == set(main_job.STAGES)
   for name in ("report.md", "report.json", "heldout_curves.json", "loss_vs_ratio.png", "grpo_heldout.png",
                *(f"gazes_{p}.png" for p in main_job.POLICIES), "labels.json", "recon/curve.png",

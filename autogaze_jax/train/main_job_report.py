@@ -137,8 +137,11 @@ def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
             for n in ("grpo", "grpo_untrained")}
   budget_ratio = curves["grpo"][0] if curves["grpo"][0] is not None else float("nan")
   grpo_runs = {n: pts for n, (_, pts) in curves.items()}
+  ntp_report = os.path.join(workdir, "ntp", "report.json")
+  dagger_round = storage.read_json(ntp_report).get("dagger") if storage.exists(ntp_report) else None
   report = {
     "eps": eps, "test_clips": result["clips"], "test": rows, "test_differences": diff, "test_targets": goal,
+    "ntp_dagger_round": dagger_round,
     "grpo_val_greedy_loss_by_step": {"budget_ratio": budget_ratio, **grpo_runs},
     "seeds": {name: cfg.seed for name, cfg in cfgs.items()},
     "wall_s": times, "total_wall_s": round(sum(times.values()), 1),
@@ -171,6 +174,12 @@ def write(workdir: str, cfgs: dict, result: dict, times: dict) -> dict:
   for n, pts in grpo_runs.items():
     if pts:
       lines.append(f"- {LABELS[n]}: " + ", ".join(f"{s}: {v:.3f}" for s, v in pts))
+  if dagger_round:
+    lines += ["", "## NTP's DAgger round", "",
+              f"At step {dagger_round['step']} the NTP model gazed its {dagger_round['clips']} labelled clips alone; "
+              f"the labeller would have picked the model's own gaze at {dagger_round['labeller_agrees_with_model']:.0%} "
+              f"of the states it reached, and its picks there were drawn as a clip's labels with probability "
+              f"{cfgs['ntp'].dagger.share:g} for the rest of NTP."]
   lines += ["", "![grpo held-out](grpo_heldout.png)", "",
             f"Wall time per stage (s): {times}; total {report['total_wall_s']:.0f} s.", "",
             "Curves: [reconstructor](recon/curve.png), [NTP](ntp/curve.png), [GRPO](grpo/curve.png), "
