@@ -1,11 +1,11 @@
 """Does NTP gain from labels at the states its own gazes reach? One DAgger round, on val.
 
-(The study that led to the NTP stage's DAgger round, `train/ntp/dagger.py`, which now makes its
-labels; this script keeps the control arm: the same steps on the old labels only.)
+(The study that led to the NTP stage's DAgger round. Its new labels now come from the stage's
+code, `train/ntp/dagger.py`; this script adds the control arm, the same steps on the old labels only.)
 
 Teacher forcing shows the gaze model only the labeller's history; gazing alone it reads its own.
 This script takes a trained NTP model and its labelled training clips and:
-  1. rolls the model out on every labelled clip at that clip's label budget (greedy);
+  1. rolls the model out on every labelled clip, as many gazes per frame as its label has (greedy);
   2. asks the labeller, at every state of those rollouts (the model's gazes of the earlier
      frames and its own picks so far in this frame), which id it would add next: the expert's
      action where the model actually goes;

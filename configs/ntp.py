@@ -66,6 +66,7 @@ def get_config(arg: str = "tiny"):
   # stand-in (a fresh Adam from 1e-3 for the 600 steps): 0.278 against 0.288 for 2,000 plain steps
   # and 0.305 for the same 600 steps on the old labels only; the stage itself: docs/results.md,
   # "The DAgger round as a stage". Needs K = 1.
+  # batch_size: clips per rollout and per labeller batch of the round
   c.dagger = ml_collections.ConfigDict(dict(start=pick(0.7, 0.0, 0.0), share=0.5, batch_size=16))
   c.optimizer = ml_collections.ConfigDict(dict(
     name="adam", lr=pick(3e-3, 5e-4, 5e-4), min_lr=1e-5, schedule="linear", warmup_steps=0, grad_clip=0.0,

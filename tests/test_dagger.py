@@ -218,17 +218,50 @@ def test_the_round_inside_the_ntp_stage(tmp_path):
     (resumed / "metrics.jsonl").unlink()
     if name == "at":
       (resumed / dagger.FILE).unlink()
-    ntp_trainer.train(cfg, str(resumed), progress=False)
+    again = ntp_trainer.train(cfg, str(resumed), progress=False)
     rows = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert {r["step"]: r["ntp_loss"] for r in rows if "ntp_loss" in r} == want
     assert labels.read(str(resumed / dagger.FILE)) == made
+    assert (again["dagger"]["seconds"] is None) == (name == "after")  # read back, or made again
   # a checkpoint past the round without its labels: refused rather than labelled by a later model
   (resumed / dagger.FILE).unlink()
   with pytest.raises(ValueError, match="past the DAgger round"):
     ntp_trainer.train(cfg, str(resumed), progress=False)
+  # what the round refuses: labels that already carry history, another run's round labels,
+  # soft targets (the round's labels have no candidate losses), K > 1, a start past the steps
+  source = pipeline.make_source(pipeline.for_training(cfg), "train", cfg.seed)
+  key = next(iter(made))
+  with pytest.raises(ValueError, match="does not match config.labels"):
+    ntp_trainer.labelled_batches(cfg, source, V, 1, {key: {**made[key], "gazing_pos": made[key]["gazing_pos"][:1]}})
+  labels.write(cfg.labels, {**table, key: made[key]})
+  with pytest.raises(ValueError, match="carries history_pos"):
+    ntp_trainer.labelled_batches(cfg, source, V, 1)
+  cfg.loss.soft_targets = 0.01
+  with pytest.raises(ValueError, match="soft_targets"):
+    dagger.start_step(cfg)
+  cfg.loss.soft_targets = 0.0
   cfg.gaze.decoder.num_multi_token_pred = 3
   with pytest.raises(ValueError, match="K = 1.*dagger.start=0"):
     dagger.start_step(cfg)
   cfg.gaze.decoder.num_multi_token_pred, cfg.dagger.start = 1, 0.9  # step 4 of 4: no steps after it
   with pytest.raises(ValueError, match="inside the stage"):
     dagger.start_step(cfg)
+
+
+@pytest.mark.slow  # train to the round under a preemption notice
+def test_a_preemption_notice_at_the_round_stops_the_stage(tmp_path, monkeypatch):
+  from autogaze_jax import checkpointing
+  from autogaze_jax.train import loop
+
+  cfg = tiny_cfg(tmp_path)
+  labelling.run(cfg, cfg.labels, progress=False)
+  monkeypatch.setattr(checkpointing.TrainCheckpoints, "reached_preemption", lambda self, step: step == 2)
+  workdir = tmp_path / "ntp"
+  with pytest.raises(loop.Preempted, match="step 2"):
+    ntp_trainer.train(cfg, str(workdir), progress=False)
+  # saved at the notice; no round labels, no model handed on
+  assert (workdir / "ckpt" / "2").is_dir() and not (workdir / dagger.FILE).exists()
+  assert not (workdir / "gaze_final").exists()
+  monkeypatch.setattr(checkpointing.TrainCheckpoints, "reached_preemption", lambda self, step: False)
+  report = ntp_trainer.train(cfg, str(workdir), progress=False)  # the rerun resumes and finishes
+  assert report["dagger"]["step"] == 2 and (workdir / "gaze_final").is_dir()

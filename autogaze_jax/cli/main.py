@@ -459,6 +459,8 @@ def main(argv=None) -> int:
   if getattr(args, "num_frames", None) is not None and args.num_frames < 1:
     print("error: --num-frames must be >= 1", file=sys.stderr)
     return 2
+  from autogaze_jax.train.loop import Preempted
+
   try:
     from autogaze_jax import distributed
 
@@ -467,6 +469,9 @@ def main(argv=None) -> int:
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except Preempted as e:
+    print(f"preempted: {e}", file=sys.stderr)
+    return 75  # EX_TEMPFAIL: try again later
   return 0
 
 

@@ -260,6 +260,8 @@ def source_clips(data_cfg, count: int | None, seed: int = 0, indices=None, sourc
   source = pipeline.make_source(data_cfg, "train", seed) if source is None else source
   load = loading.LoadClip(source, np.arange(len(source)), data_cfg.image_size, "center",
                           clip_len=data_cfg.clip_len)
+  if (count is None) == (indices is None):
+    raise ValueError("label: source_clips needs a count or indices, not both")
   for i in (range(min(count, len(source))) if indices is None else indices):
     i = int(i)
     try:

@@ -104,10 +104,12 @@ def _first_step(stage: Stage, state, batch, key):
 
 
 def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: int,
-        eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True, profile: str = ""):
+        eval_every: int, checkpoint_every: int, keep: int = 3, progress: bool = True, profile: str = "",
+        final: bool = True):
   """Trains from the latest checkpoint in `workdir` (or from `state`) up to `steps`.
 
-  Raises `Preempted` after saving at a preemption notice before the last step.
+  Raises `Preempted` after saving at a preemption notice before the last step, or at it when
+  `final` is False (a stage that goes on after this run, e.g. NTP's DAgger round).
   Writes metrics.jsonl (per log step: the metrics, steps/s and clips/s over the window since
   the last log step, which ends at a synced step, tokens/s and achieved TFLOP/s, MFU on a chip
   of known peak) and step_times.json (`step_timing`). `profile` 'START:STOP' writes an XProf
@@ -192,7 +194,7 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       if ckpt.reached_preemption(done):
         if not saved:  # the policy saves a preemption step already; a second save of it would fail
           ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
-        preempted = done if done < steps else 0
+        preempted = done if done < steps or not final else 0
         break
     if done and ckpt.latest_step() != done:
       ckpt.save(done, state, force=True, data_iterator=stage.data_iterator)
@@ -206,6 +208,6 @@ def run(stage: Stage, state, *, workdir: str, steps: int, seed: int, log_every: 
       if distributed.is_main() and clock.data_wait:
         storage.write_json(os.path.join(workdir, "step_times.json"), {**clock.summary(), "compiled": facts})
   if preempted:
-    raise Preempted(f"stopped at step {preempted} of {steps} on a preemption notice (saved in {workdir}); "
+    raise Preempted(f"stopped at step {preempted} on a preemption notice (saved in {workdir}); "
                     "rerun the same command to resume")
   return state

@@ -32,6 +32,7 @@ from autogaze_jax.models import decoding
 from autogaze_jax.train import labelling, oracle
 
 FILE = "dagger_labels.json"
+ROLLOUT_BATCHES = 16  # batches of clips gazed before their labeller steps (clips of one budget decode together)
 
 
 def start_step(cfg) -> int:
@@ -99,7 +100,7 @@ def new_labels(model, search: labelling.GreedySearch, clips, table: dict, slots:
                progress: bool = True, total: int | None = None) -> dict:
   """{key: entry with history_pos} for the (key, uint8 clip) pairs of `clips` that have labels in
   `table`: the model's greedy gazes at each frame's label length as history, the labeller's pick
-  at each of their states as targets (module docstring). Clips are gazed 16 batches at a time
+  at each of their states as targets (module docstring). Clips are gazed ROLLOUT_BATCHES batches at a time
   (those of one budget row together) and labelled `batch` at a time (the last batch padded)."""
   from tqdm import tqdm
 
@@ -130,7 +131,7 @@ def new_labels(model, search: labelling.GreedySearch, clips, table: dict, slots:
       continue
     keys.append(key)
     chunk.append(np.asarray(clip, np.uint8))
-    if len(keys) == 16 * batch:
+    if len(keys) == ROLLOUT_BATCHES * batch:
       flush()
   if keys:
     flush()
@@ -154,9 +155,11 @@ def round_labels(cfg, model, source, indices, table: dict, slots: int, workdir: 
   t0 = time.perf_counter()
   lc, data = cfg.label, cfg.data
   one = mesh_lib.make_mesh((1, 1), devices=jax.local_devices()[:1])
-  if recon is None:
-    recon = oracle.load_reconstructor(cfg.oracle.model, one, workdir=cfg.oracle.workdir, weights=cfg.oracle.weights)
   with mesh_lib.use(one):
+    if recon is None:
+      recon = oracle.load_reconstructor(cfg.oracle.model, one, workdir=cfg.oracle.workdir,
+                                        weights=cfg.oracle.weights)
+    recon = _on_device(recon, jax.local_devices()[0])  # a given one may live on the training mesh
     model = _on_device(model, jax.local_devices()[0])
     search = labelling.GreedySearch(recon, [slots] * cfg.clip_len, 0.0, num_candidates=lc.num_candidates or None,
                                     chunk=lc.chunk, seed=cfg.seed + 1)

@@ -76,12 +76,13 @@ def step_batch(element: dict) -> dict:
 
 
 def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = True) -> dict:
-  """Runs NTP; writes metrics.jsonl, curve.png, report.json, ckpt/ and gaze_final/.
+  """Runs NTP; writes metrics.jsonl, curve.png, report.json, ckpt/ and gaze_final/ (with a DAgger
+  round also dagger_labels.json and step_times_before_round.json, `dagger.py`).
 
   source: a data source (`pipeline.make_source` protocol: len, key(i), load(i, rng)) whose
   labelled clips are trained on; default `pipeline.make_source(cfg.data, "train", cfg.seed)`.
-  oracle_model: the frozen reconstructor of the held-out evaluation; default
-  `oracle.load_reconstructor` of cfg.oracle (L1 only).
+  oracle_model: the frozen reconstructor of the held-out evaluation and of the DAgger round's
+  labeller; default `oracle.load_reconstructor` of cfg.oracle (L1 only).
   """
   vocab, k = cfg.gaze.num_vision_tokens_each_frame, cfg.gaze.decoder.num_multi_token_pred
   if source is None:
@@ -116,13 +117,14 @@ def train(cfg, workdir: str, source=None, oracle_model=None, progress: bool = Tr
   round_summary = None
   if dagger_at:  # train up to the round, label at the model's own states, go on with both labels
     with mesh_lib.use(mesh):
-      state = run(stage, state, steps=dagger_at)
+      state = run(stage, state, steps=dagger_at, final=False)
       ts = nnx.merge(graphdef, state)
       done = int(jax.device_get(ts.opt.step[...]))  # > dagger_at: resumed after the round
       params = jax.jit(lambda x: x, out_shardings=mesh_lib.replicated(mesh))(nnx.state(ts.model))
     times = os.path.join(workdir, "step_times.json")
-    if done == dagger_at and distributed.is_main() and storage.exists(times):  # the steps before the round
-      storage.write_json(os.path.join(workdir, ROUND_TIMES), storage.read_json(times))
+    kept = os.path.join(workdir, ROUND_TIMES)  # the steps before the round, once (a rerun's are later ones)
+    if done == dagger_at and distributed.is_main() and storage.exists(times) and not storage.exists(kept):
+      storage.write_json(kept, storage.read_json(times))
     model = nnx.merge(nnx.split(ts.model)[0], params)  # replicated: every process holds all of it
     extra, round_summary = dagger.round_labels(cfg, model, source, indices, table, slots, workdir, done,
                                                recon=recon_given, progress=progress)
