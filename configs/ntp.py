@@ -60,8 +60,9 @@ def get_config(arg: str = "tiny"):
   c.loss = ml_collections.ConfigDict(dict(optimize_task_loss_prediction=True, tlp_weight=1.0,
                                           history_noise=pick(0.3, 0.0, 0.0), soft_targets=0.0))
   # DAgger round (ours, not the official recipe; train/ntp/dagger.py): after `start` of the steps
-  # (a fraction; 0: no round) the model gazes its labelled clips alone, the labeller picks the next id at every state it
-  # reaches, and the remaining steps draw each clip's labels from those with probability share.
+  # (a fraction; 0: no round) the model gazes its labelled clips alone, the labeller picks the
+  # next id at every state it reaches, and the remaining steps draw each clip's labels from
+  # those with probability share.
   # tiny: 1,400 + 600 steps chosen on val (64 clips of seed 0) with benchmarks/dagger_round.py's
   # stand-in (a fresh Adam from 1e-3 for the 600 steps): 0.278 against 0.288 for 2,000 plain steps
   # and 0.305 for the same 600 steps on the old labels only; the stage itself: docs/results.md,

@@ -251,9 +251,9 @@ def summary(entries: dict, eps: float, vocab: int) -> dict:
 
 def source_clips(data_cfg, count: int | None, seed: int = 0, indices=None, source=None):
   """Yields (key, uint8 clip (T, S, S, 3)) of the first `count` clips of the training source
-  of `data_cfg` (seeded by `seed`; or of `source`; or those at `indices`, count None), keyed as the NTP stage's data source
-  keys them, center crops as labels describe; an unusable video is logged and skipped (strict:
-  raises)."""
+  of `data_cfg` (seeded by `seed`; or of `source`; or those at `indices`, count None), keyed
+  as the NTP stage's data source keys them, center crops as labels describe; an unusable
+  video is logged and skipped (strict: raises)."""
   from autogaze_jax import video as video_lib
   from autogaze_jax.data import loading, pipeline
 
