@@ -135,17 +135,27 @@ def test_labels_with_history_validate_round_trip_and_load(tmp_path):
     labels.validate_entry("c", {**entry, "history_pos": [[3, 27], [21]]}, T, V)
 
 
-@pytest.mark.parametrize("share", [0.0, 1.0])
-def test_pipeline_feeds_the_history_of_the_labels_it_drew(tmp_path, share):
+PLAIN = {"gazing_pos": [[0, 5], [21]], "task_losses": [[1.0, 0.5], [0.7]]}
+OWN = {"gazing_pos": [[5, 5], [26]], "history_pos": [[3, 7], [21]], "task_losses": [[0.9, 0.8], [0.6]]}
+
+
+def one_clip_loader(share: float, **kwargs):
+  """(tiny config, its source, a LoadClip of the source's first clip with the labels PLAIN and
+  the DAgger labels OWN drawn with probability `share`)."""
   cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
   cfg.clip_len, cfg.data.synthetic_count = T, 3
   source = pipeline.make_source(pipeline.for_training(cfg), "train", 0)
   key = labels.key_of(source.key(0))
-  plain = {"gazing_pos": [[0, 5], [21]], "task_losses": [[1.0, 0.5], [0.7]]}
-  own = {"gazing_pos": [[5, 5], [26]], "history_pos": [[3, 7], [21]], "task_losses": [[0.9, 0.8], [0.6]]}
-  load = loading.LoadClip(source, [0], 64, clip_len=T, labels={key: plain}, label_vocab=V, label_slots=2,
-                          label_scales=cfg.gaze.scales, label_symmetries=("flips", "colours"),
-                          dagger_labels={key: own}, dagger_share=share)
+  load = loading.LoadClip(source, [0], 64, clip_len=T, labels={key: PLAIN}, label_vocab=V, label_slots=2,
+                          dagger_labels={key: OWN}, dagger_share=share, **kwargs)
+  return cfg, source, load
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_pipeline_feeds_the_history_of_the_labels_it_drew(share):
+  scales = config_files.load(f"{ROOT}/configs/ntp.py:tiny").gaze.scales
+  cfg, source, load = one_clip_loader(share, label_scales=scales, label_symmetries=("flips", "colours"))
+  plain, own = PLAIN, OWN
   for seed in range(6):
     out = load.random_map(0, np.random.default_rng(seed))
     drawn = own if share == 1.0 else plain
@@ -160,14 +170,7 @@ def test_pipeline_feeds_the_history_of_the_labels_it_drew(tmp_path, share):
 
 
 def test_half_of_the_draws_take_the_dagger_labels():
-  cfg = config_files.load(f"{ROOT}/configs/ntp.py:tiny")
-  cfg.clip_len, cfg.data.synthetic_count = T, 3
-  source = pipeline.make_source(pipeline.for_training(cfg), "train", 0)
-  key = labels.key_of(source.key(0))
-  plain = {"gazing_pos": [[0, 5], [21]], "task_losses": [[1.0, 0.5], [0.7]]}
-  own = {"gazing_pos": [[5, 5], [26]], "history_pos": [[3, 7], [21]], "task_losses": [[0.9, 0.8], [0.6]]}
-  load = loading.LoadClip(source, [0], 64, clip_len=T, labels={key: plain}, label_vocab=V, label_slots=2,
-                          dagger_labels={key: own}, dagger_share=0.5)
+  _, _, load = one_clip_loader(0.5)
   drawn = [load.random_map(0, np.random.default_rng(seed))["label_task_losses"][0, 0] for seed in range(200)]
   share = np.mean(np.isclose(drawn, 0.9))
   assert (np.isclose(drawn, 0.9) | np.isclose(drawn, 1.0)).all() and 0.4 < share < 0.6
